@@ -305,3 +305,122 @@ def test_bad_config_is_rejected():
         RewardConfig(solution_reductions=["avg", "min"])
     with pytest.raises(WorkbenchError):
         RewardConfig(kl_estimator="k2")
+
+
+# ------------------------------------------------------------------------------ teacher_tokenization="generated"
+
+
+def reference_generated(model, tok, question, solution, completion_ids, cfg: RewardConfig):
+    """The reward when the teacher sequence is the prompt's ids followed by the sampled ids, computed plainly:
+    body tokens by decoding growing prefixes, spans by byte lengths of the token strings, full-vocabulary forwards."""
+    tags = cfg.tags
+    t_sys = formats.default_teacher_system_prompt(tags)
+    s_sys = formats.default_student_system_prompt(tags)
+    head = tok.apply_chat_template([{"role": "system", "content": t_sys}, {"role": "user", "content": question}],
+                                   tokenize=False, add_generation_prompt=True)
+    p_ids = tok.encode(head + f"{TS}{solution}{TE}\n\n{ES}\n\n", add_special_tokens=False)
+    ids = list(completion_ids)
+    while ids and ids[-1] == tok.eos_token_id:
+        ids.pop()
+    text = tok.decode(ids)
+    body_len = text.find(EE) if EE in text else len(text)
+    ends = [len(tok.decode(ids[:j + 1])) for j in range(len(ids))]
+    starts = [0] + ends[:-1]
+    body_j = [j for j in range(len(ids)) if ends[j] > starts[j] and ends[j] <= body_len]
+    thought = "\n\n" + text[:body_len]
+
+    block = f"{tags.thought_start}{thought}{tags.thought_end}\n\n{TS}{solution}{TE}"
+    student_text = tok.apply_chat_template(
+        [{"role": "system", "content": s_sys}, {"role": "user", "content": question},
+         {"role": "assistant", "content": block}], tokenize=False)
+    s_ids = tok.encode(student_text, add_special_tokens=False)
+    b0 = student_text.rfind(block) + len(tags.thought_start)
+    s_idx = _inside(tok, s_ids, student_text, b0, b0 + len(thought))
+    sol0 = student_text.rfind(TS + solution) + len(TS)
+    sol_idx = _inside(tok, s_ids, student_text, sol0, sol0 + len(solution))
+    # the teacher's tokens sit 2 bytes ("\n\n") into the student's explanation span
+    c_r, s_r = _byte_ranges(tok, ids), _byte_ranges(tok, s_ids)
+    s0b = len(student_text[:b0].encode())
+    s_keys = {(s_r[i][0] - s0b, s_r[i][1] - s0b, s_ids[i]): i for i in s_idx}
+    pairs = [(j, s_keys[(c_r[j][0] + 2, c_r[j][1] + 2, ids[j])]) for j in body_j
+             if (c_r[j][0] + 2, c_r[j][1] + 2, ids[j]) in s_keys]
+
+    s_lp = _token_logprobs(model, s_ids, cfg.student_temperature)
+    t_lp = _token_logprobs(model, p_ids + ids, cfg.teacher_temperature)
+    sol_lp = s_lp[[i - 1 for i in sol_idx]]
+    kl = t_lp[[len(p_ids) + j - 1 for j, _ in pairs]] - s_lp[[i - 1 for _, i in pairs]]
+    r_ss = sum(c * _reduce(sol_lp, r) for r, c in zip(cfg.solution_reductions, cfg.solution_coeffs))
+    r_kl = sum(c * _reduce(kl, r) for r, c in zip(cfg.kl_reductions, cfg.kl_coeffs))
+    penalty = 0.0 if EE in text else cfg.format_penalty
+    return {"reward": r_ss - r_kl + penalty, "r_ss": r_ss, "r_kl": r_kl, "format_penalty": penalty,
+            "solution_logprob_mean": sol_lp.mean().item(), "solution_logprob_min": sol_lp.min().item(),
+            "kl_mean": kl.mean().item(), "kl_max": kl.max().item(), "kl": kl.tolist(), "n_expl": len(pairs),
+            "teacher_lp": t_lp[[len(p_ids) + j - 1 for j, _ in pairs]].tolist()}
+
+
+def _split_a_token(tok, ids):
+    """The same text with one multi-character word token replaced by two shorter tokens (a sampled, non-canonical
+    tokenisation)."""
+    vocab = tok.get_vocab()
+    for k, piece in enumerate(tok.convert_ids_to_tokens(ids)):
+        if len(piece) >= 4 and piece.isalpha() and piece[:2] in vocab and piece[2:] in vocab:
+            return ids[:k] + [vocab[piece[:2]], vocab[piece[2:]]] + ids[k + 1:]
+    raise AssertionError("no token to split")
+
+
+def test_generated_tokenisation_matches_independent_reference(smollm):
+    model, tok = smollm
+    cfg = RewardConfig(teacher_tokenization="generated")
+    canonical = tok.encode(CASES[0], add_special_tokens=False)
+    odd = _split_a_token(tok, canonical)
+    assert tok.decode(odd) == tok.decode(canonical) and odd != canonical
+    unicode_trailing = tok.encode(CASES[4] + " and more text", add_special_tokens=False) + [tok.eos_token_id]
+    unclosed = tok.encode(CASES[3], add_special_tokens=False)
+    cases = [canonical, odd, unicode_trailing, unclosed]
+    results = RLTScorer(model, model, tok, cfg).score(
+        [{"question": Q, "solution": SOL, "completion_ids": ids} for ids in cases])
+    for ids, ours in zip(cases, results):
+        assert ours.ok, ours.error
+        ref = reference_generated(model, tok, Q, SOL, ids, cfg)
+        _close(ours, ref)
+        assert len(ours.explanation_tokens) == ref["n_expl"]
+        assert [t["teacher_logprob"] for t in ours.explanation_tokens] == pytest.approx(ref["teacher_lp"], abs=1e-4)
+        assert [t["kl"] for t in ours.explanation_tokens] == pytest.approx(ref["kl"], abs=1e-4)
+    # the split word's two tokens are not the student's token: the explanation loses exactly that one token
+    assert len(results[1].explanation_tokens) == len(results[0].explanation_tokens) - 1
+    assert results[3].format_penalty == -1.0
+
+
+def test_generated_tokenisation_differs_from_joint_only_at_the_prompt_boundary(smollm):
+    """Jointly, the prompt's closing "\\n\\n" is re-tokenised with the explanation (two extra scored tokens the
+    teacher never sampled); as generated, the scored tokens are exactly the completion's body tokens."""
+    model, tok = smollm
+    item = {"question": Q, "solution": SOL, "completion": CASES[1]}
+    joint = RLTScorer(model, model, tok).score([item])[0]
+    gen = RLTScorer(model, model, tok, RewardConfig(teacher_tokenization="generated")).score([item])[0]
+    body = CASES[1][:CASES[1].index(EE)]
+    gen_text = "".join(t["token"] for t in gen.explanation_tokens)
+    assert gen_text == body[:-1]  # the final "." merges with the end tag (".<") and lies outside the body
+    assert "".join(t["token"] for t in joint.explanation_tokens) == "\n\n" + gen_text
+    assert gen.r_ss == pytest.approx(joint.r_ss, abs=1e-5)  # the student side is the same
+
+
+def test_trailing_text_penalty_and_trl_completion_ids(smollm):
+    model, tok = smollm
+    body = "Half the perimeter is 15 cm, so the other side is 9 cm and the area is 54."
+    cfg = RewardConfig(teacher_tokenization="generated", trailing_text_penalty=-0.5)
+    items = [{"question": Q, "solution": SOL, "completion": c} for c in (body + EE, body + EE + " more", body + EE + " \n")]
+    clean, trailing, blank = RLTScorer(model, model, tok, cfg).score(items)
+    assert trailing.format_penalty == -0.5 and clean.format_penalty == 0.0 and blank.format_penalty == 0.0
+    assert trailing.reward == pytest.approx(clean.reward - 0.5, abs=1e-5)
+    assert RLTScorer(model, model, tok).score(items[1:2])[0].format_penalty == 0.0  # default: ignored, as officially
+
+    ids = _split_a_token(tok, tok.encode(body + EE, add_special_tokens=False))
+    fn = RLTReward(RLTScorer(model, model, tok, cfg))
+    out = fn(["p"], [tok.decode(ids)], question=[Q], solution=[SOL], completion_ids=[ids])
+    direct = RLTScorer(model, model, tok, cfg).score([{"question": Q, "solution": SOL, "completion_ids": ids}])[0]
+    retokenised = RLTScorer(model, model, tok, cfg).score([{"question": Q, "solution": SOL, "completion": body + EE}])[0]
+    assert out[0] == pytest.approx(direct.reward, abs=1e-6)
+    assert len(fn.last_results[0].explanation_tokens) == len(retokenised.explanation_tokens) - 1
+    with pytest.raises(WorkbenchError, match="teacher_tokenization"):
+        RewardConfig(teacher_tokenization="sampled")

@@ -5,6 +5,7 @@ minus how unnatural the explanation is for the student.
     r_SS = sum_i c_i * reduce_i( lp_S(s_j) )          over solution tokens s_j  (default: mean + 0.01 * min)
     r_KL = sum_i d_i * reduce_i( lp_T(t_k) - lp_S(t_k) ) over explanation tokens t_k (default: 3 * mean + 0.03 * max)
     m    = -1 when the completion has no end tag (it is then scored as if the tag were appended)
+           (+ trailing_text_penalty, 0 by default, when text follows the first end tag)
 
 lp_S is the student's log-prob (temperature T_S) in the student chat, which has no solution before the
 explanation; lp_T is the teacher's (temperature T_T) in the teacher prompt, which shows the solution.
@@ -58,6 +59,13 @@ class RewardConfig:
     logit_chunk: int = 256  # scored positions per LM-head + log-softmax chunk (256 x vocab x 4 bytes)
     share_prefix: bool = True  # run a shared prompt prefix once per group
     max_length: int | None = None  # longest sequence scored; None: the model's context length
+    # How the teacher sequence is tokenised. "joint": prompt + explanation as one text, as the official code does
+    # (reproduces its numbers). "generated": the prompt's ids followed by the completion's own ids, i.e. the tokens
+    # the teacher actually sampled (TRL passes them as completion_ids). Use "generated" for training: jointly, the
+    # prompt's closing "\n\n" can re-merge with the explanation into tokens the teacher never produced, and their
+    # constant, very low teacher log-probs bias the KL mean towards short explanations.
+    teacher_tokenization: str = "joint"
+    trailing_text_penalty: float = 0.0  # added to format_penalty when non-blank text follows the first end tag
 
     def __post_init__(self) -> None:
         for name, reds, coeffs in (("solution", self.solution_reductions, self.solution_coeffs),
@@ -71,6 +79,8 @@ class RewardConfig:
             raise WorkbenchError("kl_estimator must be 'sample' or 'k3'")
         if self.student_temperature <= 0 or self.teacher_temperature <= 0:
             raise WorkbenchError("temperatures must be > 0")
+        if self.teacher_tokenization not in ("joint", "generated"):
+            raise WorkbenchError("teacher_tokenization must be 'joint' (official) or 'generated' (as sampled)")
         formats.get_tags(self.tag_style)
 
     @property
@@ -269,6 +279,56 @@ def _tokens_inside(offsets: list[tuple[int, int]], span: tuple[int, int]) -> lis
     return [i for i, (s, e) in enumerate(offsets) if e > s and s >= a and e <= b]
 
 
+_BYTE_DECODER: dict[str, int] | None = None
+
+
+def decode_with_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int]]]:
+    """The text of `ids` and each token's (start, end) characters in it, for any token sequence (also one the
+    tokenizer would not produce from that text, as sampled sequences can be).
+
+    Byte-level BPE (GPT-2, Qwen, Llama 3, SmolLM): exact, from each token's bytes; a token that ends inside a
+    multi-byte character ends after it. Other tokenizers: by decoding growing prefixes (quadratic, but exact).
+    """
+    global _BYTE_DECODER
+    decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
+    if type(decoder).__name__ == "ByteLevel":
+        if _BYTE_DECODER is None:
+            from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+            _BYTE_DECODER = {c: b for b, c in bytes_to_unicode().items()}
+        added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        chunks = []
+        for i, piece in zip(ids, pieces):
+            if i in added or piece is None or any(c not in _BYTE_DECODER for c in piece):
+                chunks.append(tokenizer.decode([i]).encode("utf-8"))
+            else:
+                chunks.append(bytes(_BYTE_DECODER[c] for c in piece))
+        data = b"".join(chunks)
+        text = data.decode("utf-8", errors="replace")
+        # characters before byte b = lead bytes (not 0b10xxxxxx) before b; round an inner boundary up
+        chars_before, n = [0] * (len(data) + 1), 0
+        for k, byte in enumerate(data):
+            chars_before[k] = n
+            n += (byte & 0xC0) != 0x80
+        chars_before[len(data)] = n
+        offsets, pos = [], 0
+        for chunk in chunks:
+            a, b = pos, pos + len(chunk)
+            while b < len(data) and (data[b] & 0xC0) == 0x80:
+                b += 1
+            offsets.append((min(chars_before[a], len(text)), min(chars_before[b], len(text))))
+            pos += len(chunk)
+        if n == len(text):
+            return text, offsets
+    text, offsets, prev = "", [], 0  # fallback: prefix decoding
+    for k in range(len(ids)):
+        text = tokenizer.decode(ids[: k + 1])
+        offsets.append((prev, len(text)))
+        prev = len(text)
+    return text, offsets
+
+
 def check_same_tokenizer(tok_a, tok_b) -> None:
     """Teacher and student must tokenise identically (explanation tokens are compared one to one)."""
     if tok_a is tok_b:
@@ -339,18 +399,46 @@ class RLTScorer:
             raise WorkbenchError("missing or empty 'question'")
         if not isinstance(solution, str) or not solution.strip():
             raise WorkbenchError("empty solution: there is nothing for the student to predict")
-        if isinstance(item.get("completion"), str):
+        ids_in = item.get("completion_ids")
+        if ids_in is not None and (not isinstance(ids_in, (list, tuple)) or not all(isinstance(i, int) for i in ids_in)):
+            raise WorkbenchError("'completion_ids' must be a list of token ids")
+        prompt = formats.teacher_prompt(self.tokenizer, question, solution, cfg.teacher_system_prompt, tags)
+        generated = cfg.teacher_tokenization == "generated"
+        if generated and (ids_in is not None or isinstance(item.get("completion"), str)):
+            c_ids = list(ids_in) if ids_in is not None else self._encode(item["completion"])[0]
+            special = set(self.tokenizer.all_special_ids)
+            while c_ids and c_ids[-1] in special:  # EOS / end of turn: not text, never scored
+                c_ids.pop()
+            completion, c_off = decode_with_offsets(self.tokenizer, c_ids)
+            parsed = formats.parse_completion(completion, tags)
+        elif isinstance(item.get("completion"), str):
             parsed = formats.parse_completion(item["completion"], tags)
+        elif ids_in is not None:
+            parsed = formats.parse_completion(self.tokenizer.decode(list(ids_in), skip_special_tokens=True), tags)
         elif isinstance(item.get("explanation"), str):
             parsed = formats.parse_completion(formats.format_completion(item["explanation"], tags), tags)
+            if generated:
+                completion = formats.format_completion(item["explanation"], tags)
+                c_ids, c_off = self._encode(completion)
         else:
             raise WorkbenchError("each item needs 'completion' (raw teacher text) or 'explanation' (body) as a string")
         body = parsed.body
+        penalty = 0.0 if parsed.has_end_tag else cfg.format_penalty
+        if parsed.trailing.strip():
+            penalty += cfg.trailing_text_penalty
 
-        prompt = formats.teacher_prompt(self.tokenizer, question, solution, cfg.teacher_system_prompt, tags)
-        t_text = prompt + body + tags.explanation_end
         e_start = len(prompt) - len(formats.PAD)
-        t_ids, t_off = self._encode(t_text)
+        if generated:
+            # the teacher's own tokens: prompt ids, then the sampled ids up to the end of the body; offsets are
+            # placed as if the completion followed the prompt's text, so spans compare with the student's
+            p_ids = self._encode(prompt)[0]
+            n = sum(1 for a, b in c_off if b <= len(body))
+            t_ids = p_ids + c_ids[:n]
+            t_off = [(0, 0)] * len(p_ids) + [(a + len(prompt), b + len(prompt)) for a, b in c_off[:n]]
+            t_text = prompt + body
+        else:
+            t_text = prompt + body + tags.explanation_end
+            t_ids, t_off = self._encode(t_text)
         t_expl = _tokens_inside(t_off, (e_start, len(prompt) + len(body)))
 
         chat = formats.student_chat(self.tokenizer, question, parsed.explanation, solution, cfg.student_system_prompt, tags)
@@ -369,7 +457,7 @@ class RLTScorer:
                 raise WorkbenchError(f"{who} sequence has {len(ids)} tokens, more than the model's {self._max_len(model)}")
         group = (question, solution)
         return _Prepared(
-            index=index, id=item.get("id"), penalty=0.0 if parsed.has_end_tag else cfg.format_penalty,
+            index=index, id=item.get("id"), penalty=penalty,
             has_end_tag=parsed.has_end_tag,
             teacher=_Seq(t_ids, t_expl, group), student=_Seq(s_ids, s_expl + s_sol, question),
             t_expl=t_expl, s_expl=s_expl, s_sol=s_sol, t_text=t_text, t_offsets=t_off, s_text=chat.text, s_offsets=s_off,
@@ -479,11 +567,15 @@ class RLTReward:
         self.last_results: list[RewardResult] = []
         self.last_metrics: dict[str, float] = {}
 
-    def __call__(self, prompts, completions, question=None, solution=None, **columns) -> list[float | None]:
+    def __call__(self, prompts, completions, question=None, solution=None, completion_ids=None,
+                 **columns) -> list[float | None]:
         if question is None or solution is None:
             raise WorkbenchError("the training dataset needs 'question' and 'solution' columns for the RLT reward")
         texts = [_completion_text(c) for c in completions]
         items = [{"question": q, "solution": s, "completion": c} for q, s, c in zip(question, solution, texts)]
+        if completion_ids is not None and self.scorer.config.teacher_tokenization == "generated":
+            for item, ids in zip(items, completion_ids):  # the sampled tokens, not a re-tokenisation of the text
+                item["completion_ids"] = [int(t) for t in ids]
         self.last_results = self.scorer.score(items)
         ok = [r for r in self.last_results if r.ok]
         if ok:
@@ -512,4 +604,4 @@ def score_texts(teacher, student, tokenizer, items: list[dict], config: RewardCo
     return RLTScorer(teacher, student, tokenizer, config).score(items, progress=progress)
 
 
-__all__ = ["RewardConfig", "RewardResult", "RLTScorer", "RLTReward", "score_texts", "REDUCTIONS"]
+__all__ = ["RewardConfig", "RewardResult", "RLTScorer", "RLTReward", "score_texts", "decode_with_offsets", "REDUCTIONS"]

@@ -154,7 +154,8 @@ class RLTTrainingReward:
                  log_extra=None, completion_ids=None, id=None, **columns):
         t0 = time.perf_counter()
         with self._models():
-            rewards = self.inner(prompts, completions, question=question, solution=solution)
+            rewards = self.inner(prompts, completions, question=question, solution=solution,
+                                 completion_ids=completion_ids)
         results = self.inner.last_results
         m = self.inner.last_metrics
         if log_metric is not None:
@@ -234,7 +235,8 @@ def sample_completions(model, tokenizer, problems: list[dict], config: RewardCon
                 cut = next((j + 1 for j, t in enumerate(ids) if t in eos), len(ids))
                 text = tokenizer.decode(ids[:cut], skip_special_tokens=True)
                 rows.append({"id": f"{p['id']}#{k}", "problem": str(p["id"]), "question": p["question"],
-                             "solution": p["solution"], "completion": text, "completion_tokens": cut})
+                             "solution": p["solution"], "completion": text, "completion_tokens": cut,
+                             "completion_ids": ids[:cut]})
     finally:
         tokenizer.padding_side = side
     return rows
