@@ -97,3 +97,23 @@ def test_bad_model_and_prompt_file_errors(tmp_path):
     proc = run_cli("score", "--input", str(src), "--output", str(tmp_path / "o.jsonl"),
                    "--teacher-system-prompt-file", str(tmp_path / "missing.txt"))
     assert proc.returncode == 2 and "missing.txt" in proc.stderr
+
+
+def test_generated_tokenisation_from_the_cli(tmp_path):
+    """`--teacher-tokenization generated` scores a line's `completion_ids` (the sampled tokens) as the API does."""
+    from workbench.models import load_model, load_tokenizer
+    from workbench.rewards import RewardConfig, RLTScorer
+
+    tok = load_tokenizer("smollm2-135m")
+    ids = tok.encode("Add the tens, then the ones.<|end_of_explanation|> More text.", add_special_tokens=False)
+    item = {"id": "g", "question": Q, "solution": SOL, "completion": tok.decode(ids), "completion_ids": ids}
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text(json.dumps(item) + "\n")
+    proc = run_cli("score", "--input", str(src), "--output", str(out), "--teacher-tokenization", "generated",
+                   "--trailing-text-penalty", "-0.5")
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(out.read_text())
+    assert row["format_penalty"] == -0.5
+    model = load_model("smollm2-135m", "cpu")
+    api = RLTScorer(model, model, tok, RewardConfig(teacher_tokenization="generated", trailing_text_penalty=-0.5))
+    assert row["reward"] == pytest.approx(api.score([item])[0].reward, abs=1e-4)

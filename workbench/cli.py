@@ -20,6 +20,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tag-style", default="stratos", choices=["stratos", "r1"], help="student thought tags")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--teacher-tokenization", default="joint", choices=["joint", "generated"],
+                   help="joint: re-tokenise prompt + explanation as one text, as the official code (default); "
+                        "generated: the prompt's ids + the completion's own ids (a line's `completion_ids` when given)")
+    p.add_argument("--trailing-text-penalty", type=float, default=0.0,
+                   help="added to format_penalty when text follows the first end tag (default: 0, ignored)")
 
 
 def build_scorer(args):
@@ -30,6 +35,8 @@ def build_scorer(args):
 
     config = RewardConfig(
         batch_size=args.batch_size, tag_style=args.tag_style,
+        teacher_tokenization=getattr(args, "teacher_tokenization", "joint"),
+        trailing_text_penalty=getattr(args, "trailing_text_penalty", 0.0),
         teacher_system_prompt=formats.load_prompt(args.teacher_system_prompt_file) if args.teacher_system_prompt_file else None,
         student_system_prompt=formats.load_prompt(args.student_system_prompt_file) if args.student_system_prompt_file else None,
     )
