@@ -84,6 +84,27 @@ def naive_rewards(model, tokenizer, items, cfg):
     return out
 
 
+def work_macs(config, seqs: list[tuple[list[int], list[int]]], shared_prefix: bool) -> float:
+    """Multiply-accumulates to score `seqs` [(ids, scored positions)] of one group: the linear layers per token,
+    attention over each token's context, the LM head at every position (naive) or at the scored ones (workbench,
+    which also runs the group's common prefix once). The ratio of the two is the speed-up both would show at the
+    same FLOP rate: the most that skipping work can buy."""
+    from workbench.rewards import _common_prefix_len
+
+    h, layers = config.hidden_size, config.num_hidden_layers
+    kv = config.num_key_value_heads * (getattr(config, "head_dim", None) or h // config.num_attention_heads)
+    per_token = layers * (h * (2 * h + 2 * kv) + 3 * h * config.intermediate_size)
+    attn_dim, head = layers * h, config.vocab_size * h  # QK^T and AV: 2 x h per layer per context token
+
+    def run(n: int, context: int) -> float:  # n tokens after `context` cached ones
+        return n * per_token + 2 * attn_dim * (n * context + n * (n + 1) / 2)
+
+    if not shared_prefix:
+        return sum(run(len(ids), 0) + (len(ids) - 1) * head for ids, _ in seqs)
+    p = min(_common_prefix_len([ids for ids, _ in seqs]), min(min(t) for _, t in seqs) - 1)
+    return run(p, 0) + sum(run(len(ids) - p, p) + len(t) * head for ids, t in seqs)
+
+
 class PeakRSS:
     """Samples the resident set size of this process every millisecond."""
 
@@ -132,10 +153,13 @@ def worker(impl: str, length: int, group: int) -> dict:
         t0 = time.perf_counter()
         rewards = [r.reward for r in scorer.score(items)] if impl == "workbench" else naive_rewards(model, tok, items, cfg)
         seconds = time.perf_counter() - t0
-    n_tokens = sum(len(scorer.prepare(it).t_expl) for it in items)
-    prompt_tokens = len(scorer.prepare(items[0]).teacher.ids) - len(scorer.prepare(items[0]).t_expl)
+    prepared = [scorer.prepare(it) for it in items]
+    n_tokens = sum(len(p.t_expl) for p in prepared)
+    prompt_tokens = len(prepared[0].teacher.ids) - len(prepared[0].t_expl)
+    macs = sum(work_macs(model.config, [(getattr(p, who).ids, getattr(p, who).targets) for p in prepared],
+                         impl == "workbench") for who in ("teacher", "student"))
     return {"impl": impl, "length": length, "seconds": seconds, "rewards": rewards, "tokens": n_tokens,
-            "prompt_tokens": prompt_tokens, "peak_mb": (mem.peak - mem.base) / 2**20}
+            "prompt_tokens": prompt_tokens, "peak_mb": (mem.peak - mem.base) / 2**20, "macs": macs}
 
 
 def machine() -> str:
@@ -163,7 +187,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"model: smollm2-135m (teacher = student), fp32, group of {args.group} completions sharing question and solution\n")
     head = (f"{'expl. tokens':>12} {'impl':>10} {'compl/s':>8} {'tokens/s':>9} {'peak MB':>8} "
-            f"{'speed-up':>8} {'mem ratio':>9} {'max |Δr|':>9}")
+            f"{'speed-up':>8} {'work ratio':>10} {'mem ratio':>9} {'max |Δr|':>9}")
     print(head)
     print("-" * len(head))
     for length in args.lengths:
@@ -177,11 +201,13 @@ def main() -> None:
         for r in (n, w):
             speed = n["seconds"] / r["seconds"]
             mem = r["peak_mb"] / max(n["peak_mb"], 1e-9)
+            work = n["macs"] / r["macs"]
             print(f"{length:>12} {r['impl']:>10} {args.group / r['seconds']:>8.2f} {r['tokens'] / r['seconds']:>9.0f} "
-                  f"{r['peak_mb']:>8.0f} {speed:>7.2f}x {mem:>9.2f} {diff if r is w else 0:>9.1e}")
+                  f"{r['peak_mb']:>8.0f} {speed:>7.2f}x {work:>9.2f}x {mem:>9.2f} {diff if r is w else 0:>9.1e}")
         sys.stdout.flush()
     print(f"\nprompt tokens per teacher sequence: {w['prompt_tokens']}; speed-up = naive time / time; "
-          "mem ratio = peak / naive peak; max |Δr| = largest reward difference between the two")
+          "work ratio = naive multiply-accumulates / these (the speed-up at equal FLOP rates: the most that skipping "
+          "work can buy); mem ratio = peak / naive peak; max |Δr| = largest reward difference between the two")
 
 
 if __name__ == "__main__":

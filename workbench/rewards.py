@@ -241,8 +241,7 @@ def sequence_logprobs(model, seqs: list[_Seq], temperature: float, pad_id: int, 
                 mask[row, prefix_len: prefix_len + len(suffix)] = 1
             kwargs: dict[str, Any] = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "use_cache": False}
             if cache is not None:
-                batch_cache = copy.deepcopy(cache)
-                batch_cache.batch_repeat_interleave(len(batch))
+                batch_cache = _repeat_cache(cache, len(batch), model.config)
                 kwargs.update(past_key_values=batch_cache, use_cache=True,
                               position_ids=torch.arange(prefix_len, prefix_len + width, device=device).expand(len(batch), -1))
             hidden = decoder(**kwargs).last_hidden_state  # [b, width, H]
@@ -261,6 +260,22 @@ def sequence_logprobs(model, seqs: list[_Seq], temperature: float, pad_id: int, 
             if progress is not None:
                 progress.update(len(batch))
     return results  # type: ignore[return-value]
+
+
+def _repeat_cache(cache, n: int, config):
+    """A KV cache holding `n` copies of a batch-1 prefix cache, for one micro-batch (the original stays intact).
+
+    Dynamic caches are rebuilt from expanded (zero-copy) views of the prefix tensors, so the prefix is copied once,
+    into the new cache; other cache types are deep-copied and repeated.
+    """
+    from transformers import DynamicCache
+
+    layers = getattr(cache, "layers", None)
+    if type(cache) is DynamicCache and layers and all(type(l).__name__ == "DynamicLayer" for l in layers):
+        return DynamicCache([(l.keys.expand(n, -1, -1, -1), l.values.expand(n, -1, -1, -1)) for l in layers], config=config)
+    out = copy.deepcopy(cache)
+    out.batch_repeat_interleave(n)
+    return out
 
 
 def _common_prefix_len(seqs: list[list[int]]) -> int:
