@@ -65,10 +65,14 @@ def test_logged_reward_equals_workbench_score(run, tmp_path, step, teacher):
     rows = [r for r in _jsonl(run / "completions.jsonl") if r["step"] == step]
     inp, outp = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inp.write_text("".join(json.dumps({"id": k, "question": r["question"], "solution": r["solution"],
-                                       "completion": r["completion"]}) + "\n" for k, r in enumerate(rows)))
+                                       "completion": r["completion"], "completion_ids": r["completion_ids"]}) + "\n"
+                           for k, r in enumerate(rows)))
     teacher_path = teacher if teacher == "smollm2-135m" else str(run / teacher)
+    reward = yaml.safe_load(Path(RECIPE).read_text())["reward"]  # the recipe scores the sampled tokens
+    assert reward["teacher_tokenization"] == "generated"
     assert main(["score", "--input", str(inp), "--output", str(outp), "--teacher", teacher_path,
-                 "--student", "smollm2-135m", "--device", "cpu"]) == 0
+                 "--student", "smollm2-135m", "--device", "cpu", "--teacher-tokenization", "generated",
+                 "--trailing-text-penalty", str(reward["trailing_text_penalty"])]) == 0
     scored = _jsonl(outp)
     for logged, fresh in zip(rows, scored):
         assert fresh["reward"] == pytest.approx(logged["reward"], abs=1e-3)

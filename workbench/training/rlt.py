@@ -189,6 +189,7 @@ class RLTTrainingReward:
                 "solution": solution[i] if solution is not None else None,
                 "completion": c if isinstance(c, str) else c[-1]["content"],
                 "completion_tokens": len(completion_ids[i]) if completion_ids is not None else None,
+                "completion_ids": [int(t) for t in completion_ids[i]] if completion_ids is not None else None,
                 **result_row(res, self.token_details),
             })
         self.last_rows = rows
