@@ -84,13 +84,14 @@ def naive_rewards(model, tokenizer, items, cfg):
     return out
 
 
-def work_macs(config, seqs: list[tuple[list[int], list[int]]], shared_prefix: bool) -> float:
+def work_macs(model, seqs: list[tuple[list[int], list[int]]], shared_prefix: bool, reward_config=None) -> float:
     """Multiply-accumulates to score `seqs` [(ids, scored positions)] of one group: the linear layers per token,
     attention over each token's context, the LM head at every position (naive) or at the scored ones (workbench,
-    which also runs the group's common prefix once). The ratio of the two is the speed-up both would show at the
-    same FLOP rate: the most that skipping work can buy."""
-    from workbench.rewards import _common_prefix_len
+    which also runs the group's common prefix once when that pays). The ratio of the two is the speed-up both would
+    show at the same FLOP rate: the most that skipping work can buy."""
+    from workbench.rewards import RewardConfig, _common_prefix_len, _prefix_pays
 
+    config = model.config
     h, layers = config.hidden_size, config.num_hidden_layers
     kv = config.num_key_value_heads * (getattr(config, "head_dim", None) or h // config.num_attention_heads)
     per_token = layers * (h * (2 * h + 2 * kv) + 3 * h * config.intermediate_size)
@@ -102,6 +103,8 @@ def work_macs(config, seqs: list[tuple[list[int], list[int]]], shared_prefix: bo
     if not shared_prefix:
         return sum(run(len(ids), 0) + (len(ids) - 1) * head for ids, _ in seqs)
     p = min(_common_prefix_len([ids for ids, _ in seqs]), min(min(t) for _, t in seqs) - 1)
+    if not _prefix_pays(model, p, [len(ids) for ids, _ in seqs], reward_config or RewardConfig()):
+        p = 0
     return run(p, 0) + sum(run(len(ids) - p, p) + len(t) * head for ids, t in seqs)
 
 
@@ -156,8 +159,8 @@ def worker(impl: str, length: int, group: int) -> dict:
     prepared = [scorer.prepare(it) for it in items]
     n_tokens = sum(len(p.t_expl) for p in prepared)
     prompt_tokens = len(prepared[0].teacher.ids) - len(prepared[0].t_expl)
-    macs = sum(work_macs(model.config, [(getattr(p, who).ids, getattr(p, who).targets) for p in prepared],
-                         impl == "workbench") for who in ("teacher", "student"))
+    macs = sum(work_macs(model, [(getattr(p, who).ids, getattr(p, who).targets) for p in prepared],
+                         impl == "workbench", cfg) for who in ("teacher", "student"))
     return {"impl": impl, "length": length, "seconds": seconds, "rewards": rewards, "tokens": n_tokens,
             "prompt_tokens": prompt_tokens, "peak_mb": (mem.peak - mem.base) / 2**20, "macs": macs}
 

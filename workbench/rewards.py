@@ -222,7 +222,7 @@ def sequence_logprobs(model, seqs: list[_Seq], temperature: float, pad_id: int, 
             prefix_len = _common_prefix_len([seqs[i].ids for i in members])
             # the first scored token t needs the hidden state at t-1, which must lie in the suffix
             prefix_len = min(prefix_len, min(min(seqs[i].targets) for i in members) - 1)
-            if prefix_len < 8:
+            if prefix_len < 8 or not _prefix_pays(model, prefix_len, [len(seqs[i].ids) for i in members], config):
                 prefix_len = 0
         cache = None
         if prefix_len:
@@ -260,6 +260,25 @@ def sequence_logprobs(model, seqs: list[_Seq], temperature: float, pad_id: int, 
             if progress is not None:
                 progress.update(len(batch))
     return results  # type: ignore[return-value]
+
+
+def _prefix_pays(model, prefix_len: int, lengths: list[int], config: RewardConfig) -> bool:
+    """Whether running a group's common prefix once beats running every sequence whole.
+
+    A sequence that fills a micro-batch alone runs without padding, and then attention takes the causal fast path
+    (only the lower triangle). After a cached prefix it needs an explicit mask, which costs the full
+    suffix x (prefix + suffix) rectangle: about hidden x layers x suffix^2 more multiply-accumulates per sequence,
+    against prefix x (linear MACs per token) saved per extra member. Long explanations after a short prompt lose.
+    """
+    alone = [n for n in lengths if config.batch_size == 1 or 2 * (n - prefix_len) > config.max_batch_tokens]
+    if not alone:
+        return True
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    layers, hidden = cfg.num_hidden_layers, cfg.hidden_size
+    per_token = 12 * layers * hidden * hidden  # rough linear MACs per token of a decoder (enough for a decision)
+    saved = (len(lengths) - 1) * prefix_len * per_token
+    waste = sum(layers * hidden * (n - prefix_len) ** 2 for n in alone)
+    return saved > waste
 
 
 def _repeat_cache(cache, n: int, config):
