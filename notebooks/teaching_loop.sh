@@ -10,6 +10,8 @@ W=.venv/bin/workbench
 PY=.venv/bin/python
 L=outputs/cpu/loop
 TEACHER=${TEACHER:-outputs/cpu/teacher_rlt}
+RSTUDENT=${RSTUDENT:-outputs/cpu/student_sft}   # the reward student the teacher was trained against
+[ -d "$RSTUDENT" ] || RSTUDENT=smollm2-135m
 mkdir -p $L
 rm -rf $L/gen.jsonl $L/eval   # generate and eval resume what they find: start afresh for this teacher
 $PY -c "
@@ -18,7 +20,7 @@ t.write_jsonl('$L/problems.jsonl', t.arith_problems('train', 192, 64))   # not i
 t.write_jsonl('$L/heldout.jsonl', t.arith_problems('heldout'))
 open('$L/student_prompt.txt','w').write(formats.default_student_system_prompt(formats.STRATOS))"
 date; $W generate --teacher $TEACHER --data $L/problems.jsonl --n 2 --max-new-tokens 96 --batch-size 16 --output $L/gen.jsonl
-date; $W rank --teacher $TEACHER --input $L/gen.jsonl --output $L/best.jsonl --keep 2
+date; $W rank --teacher $TEACHER --student $RSTUDENT --teacher-tokenization generated --input $L/gen.jsonl --output $L/best.jsonl --keep 2
 date; $W distill build --input $L/best.jsonl --output $L/student_set.jsonl --max-tokens 512
 date; $W train sft --recipe recipes/cpu/student_distill.yaml dataset=$L/student_set.jsonl output_dir=$L/student_rlt
 EV="--overwrite --max-new-tokens 128 --temperature 0 --system-prompt-file $L/student_prompt.txt --batch-size 16"

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 RECIPE = str(Path(__file__).resolve().parents[1] / "recipes" / "cpu" / "teacher_rlt.yaml")
 TINY = ["model=smollm2-135m", "student=smollm2-135m", "max_steps=2", "num_generations=2", "per_device_train_batch_size=2",
-        "max_completion_length=24", "max_samples=4", "eval_split=null", "save_steps=1", "report_to=none",
+        "gradient_accumulation_steps=1", "max_completion_length=24", "max_samples=4", "eval_split=null", "save_steps=1", "report_to=none",
         "ref_model_sync_steps=1", "log_token_details=true"]
 REQUIRED = ("step", "reward", "r_ss", "r_kl", "format_penalty_rate", "completion_length", "kl", "lr")
 

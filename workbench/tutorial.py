@@ -23,6 +23,7 @@ SCALES: dict[str, dict] = {
             "student_recipe": "recipes/cpu/student_distill.yaml", "work": str(WORK),
             "sft_overrides": {"max_samples": 16, "learning_rate": 1.0e-4, "warmup_steps": 0, "save_steps": 1000}, "sample_problems": 4,
             "rlt_overrides": {"max_steps": 2, "num_generations": 4, "per_device_train_batch_size": 4,
+                              "gradient_accumulation_steps": 1,
                               "max_completion_length": 40, "learning_rate": 2.0e-5, "eval_max_problems": 4,
                               "eval_samples_per_problem": 1, "save_steps": 1000, "ref_model_sync_steps": 2},
             "student_overrides": {"num_train_epochs": 2, "warmup_steps": 0},
