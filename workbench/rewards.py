@@ -438,24 +438,23 @@ class RLTScorer:
             raise WorkbenchError("'completion_ids' must be a list of token ids")
         prompt = formats.teacher_prompt(self.tokenizer, question, solution, cfg.teacher_system_prompt, tags)
         generated = cfg.teacher_tokenization == "generated"
-        if generated and (ids_in is not None or isinstance(item.get("completion"), str)):
-            c_ids = list(ids_in) if ids_in is not None else self._encode(item["completion"])[0]
+        if isinstance(item.get("completion"), str):
+            raw = item["completion"]
+        elif ids_in is not None:
+            raw = None
+        elif isinstance(item.get("explanation"), str):
+            raw = formats.format_completion(item["explanation"], tags)
+        else:
+            raise WorkbenchError("each item needs 'completion' (raw teacher text) or 'explanation' (body) as a string")
+        if generated:  # the sampled ids (or the text tokenised alone) and their characters
+            c_ids = list(ids_in) if ids_in is not None else self._encode(raw)[0]
             special = set(self.tokenizer.all_special_ids)
             while c_ids and c_ids[-1] in special:  # EOS / end of turn: not text, never scored
                 c_ids.pop()
-            completion, c_off = decode_with_offsets(self.tokenizer, c_ids)
-            parsed = formats.parse_completion(completion, tags)
-        elif isinstance(item.get("completion"), str):
-            parsed = formats.parse_completion(item["completion"], tags)
-        elif ids_in is not None:
-            parsed = formats.parse_completion(self.tokenizer.decode(list(ids_in), skip_special_tokens=True), tags)
-        elif isinstance(item.get("explanation"), str):
-            parsed = formats.parse_completion(formats.format_completion(item["explanation"], tags), tags)
-            if generated:
-                completion = formats.format_completion(item["explanation"], tags)
-                c_ids, c_off = self._encode(completion)
-        else:
-            raise WorkbenchError("each item needs 'completion' (raw teacher text) or 'explanation' (body) as a string")
+            raw, c_off = decode_with_offsets(self.tokenizer, c_ids)
+        elif raw is None:
+            raw = self.tokenizer.decode(list(ids_in), skip_special_tokens=True)
+        parsed = formats.parse_completion(raw, tags)
         body = parsed.body
         penalty = 0.0 if parsed.has_end_tag else cfg.format_penalty
         if parsed.trailing.strip():
