@@ -433,8 +433,9 @@ def test_evaluate_tab_in_chromium(browser, home, tmp_path):
         page.wait_for_function("() => !document.querySelector('#wb-ev-resume').disabled", timeout=10_000)
         assert "Partial results" in page.inner_text("#wb-ev-summary")
         page.get_by_text("Job log").click()
-        page.wait_for_function(f"() => document.querySelector('#wb-ev-log textarea').value.includes('job {long}')",
-                               timeout=10_000)
+        # the accordion renders its textarea after the click: wait for it to exist, then for the log line
+        page.wait_for_function(f"() => {{ const t = document.querySelector('#wb-ev-log textarea');"
+                               f" return t !== null && t.value.includes('job {long}'); }}", timeout=10_000)
         page.screenshot(path=str(shots / "evaluate_cancelled.png"), full_page=True)
         page.click("#wb-ev-resume")
         _wait_panel(page, long, ("queued", "running"), 30_000)
