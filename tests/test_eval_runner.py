@@ -12,6 +12,7 @@ from workbench.eval.runner import (
     EvalConfig,
     Generation,
     mean_stderr,
+    paired_comparison,
     pass_at_k,
     read_records,
     read_summary,
@@ -152,6 +153,33 @@ def test_accuracy_figure_and_table():
     assert len(plots.accuracy_figure([]).layout.annotations) == 1  # an empty state, not an error
     table = plots.summaries_table(sums)
     assert list(table["accuracy %"]) == [10.0, 70.0, 20.0]
+
+
+def _records(folder, verdicts):
+    folder.mkdir()
+    (folder / "records.jsonl").write_text("".join(
+        json.dumps({"problem_id": pid, "sample": s, "equal": eq}) + "\n"
+        for pid, eqs in verdicts.items() for s, eq in enumerate(eqs)))
+    return folder
+
+
+def test_paired_comparison(tmp_path, capsys):
+    base = _records(tmp_path / "base", {"a": [0], "b": [0], "c": [1], "d": [0], "x": [1]})
+    other = _records(tmp_path / "other", {"a": [1], "b": [1], "c": [0], "d": [0], "y": [0]})
+    r = paired_comparison(base, other)  # a, b, c, d shared; differences +1, +1, -1, 0
+    assert r["problems"] == 4 and (r["wins"], r["losses"]) == (2, 1)
+    assert r["base_accuracy"] == 0.25 and r["other_accuracy"] == 0.5 and r["difference"] == 0.25
+    sd = math.sqrt(((1 - .25) ** 2 * 2 + (-1 - .25) ** 2 + (0 - .25) ** 2) / 3)
+    assert r["stderr"] == pytest.approx(sd / 2) and r["z"] == pytest.approx(0.25 / (sd / 2))
+    sampled = _records(tmp_path / "sampled", {"a": [1, 0, 0, 1], "b": [1, 1, 1, 1]})  # per-problem means 0.5, 1
+    assert paired_comparison(base, sampled)["difference"] == pytest.approx((0.5 + 1) / 2)
+    assert main(["eval", "compare", str(base), str(other), str(sampled)]) == 0
+    out = capsys.readouterr().out
+    assert "+25.0%" in out and "+75.0%" in out
+    with pytest.raises(WorkbenchError, match="no records"):
+        paired_comparison(base, tmp_path)
+    assert main(["eval", "compare", str(base)]) == 2
+    assert main(["eval", "compare", str(base), str(_records(tmp_path / "z", {"q": [1]}))]) == 2  # nothing shared
 
 
 def test_eval_cli_bad_inputs(tmp_path, capsys):

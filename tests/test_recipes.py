@@ -83,6 +83,12 @@ def test_yaml_exponent_floats(tmp_path):
     assert r.trainer["learning_rate"] == 1e-6 and r.trainer["weight_decay"] == 1e-4
 
 
+def test_bare_no_is_a_strategy_not_false(tmp_path):  # YAML 1.1 reads `no` as false
+    r = load_recipe(_write(tmp_path, "stage: sft\nsave_strategy: no\n"), ["eval_strategy=no"])
+    assert r.trainer["save_strategy"] == "no" and r.trainer["eval_strategy"] == "no"
+    assert make_trl_config(r).save_strategy == "no"
+
+
 @pytest.mark.parametrize("text,override,needle", [
     ("stage: rlt\nlerning_rate: 1.0e-5\n", None, "'lerning_rate'"),
     ("stage: rlt\n", ["num_generatons=4"], "'num_generatons'"),
@@ -185,6 +191,11 @@ def test_builtin_problems_are_reproducible_and_split():
     assert not {p["question"] for p in train} & {p["question"] for p in held}
     for p in train[:50]:
         assert p["solution"].rstrip().endswith("}") and "\\boxed{" in p["solution"] and p["reasoning_trace"]
+    test = tds.load_problems("builtin:arith", "test")  # generated, not shipped: same every time, disjoint, all topics
+    assert len(test) == problems.N_TEST and test == tds.load_problems("builtin:arith", "test")
+    assert not {p["question"] for p in test} & {p["question"] for p in train + held}
+    assert len({p["question"] for p in test}) == len(test)
+    assert {p["topic"] for p in problems.make_test_problems()} == set(problems.KINDS)
 
 
 def test_normalize_rows():

@@ -35,7 +35,8 @@ def _jsonl(path: Path) -> list[dict]:
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("rlt") / "out"
     assert main(["train", "rlt", "--recipe", RECIPE, f"output_dir={out}", *TINY]) == 0
-    return out
+    yield out
+    shutil.rmtree(out.parent, ignore_errors=True)  # ~3.7 GB of checkpoints
 
 
 def test_outputs(run):
@@ -82,8 +83,10 @@ def test_logged_reward_equals_workbench_score(run, tmp_path, step, teacher):
 
 def test_resume_from_checkpoint(run, tmp_path):
     out = tmp_path / "resumed"
-    shutil.copytree(run, out)
-    shutil.rmtree(out / "checkpoint-2")  # as if the run had stopped after step 1
+    # as if the run had stopped after step 1: its logs and checkpoint-1 (linked, not copied: 1.6 GB), no checkpoint-2
+    shutil.copytree(run, out, ignore=lambda d, names: [n for n in names if n.startswith("checkpoint-")
+                                                        or n.endswith(".safetensors")])
+    (out / "checkpoint-1").symlink_to(run / "checkpoint-1", target_is_directory=True)
     assert main(["train", "rlt", "--recipe", RECIPE, f"output_dir={out}", *TINY,
                  "resume_from_checkpoint=true"]) == 0
     metrics = _jsonl(out / "metrics.jsonl")

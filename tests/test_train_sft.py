@@ -73,7 +73,7 @@ def test_sft_two_steps_on_the_embedded_model(tmp_path):
     out = tmp_path / "sft"
     recipe = load_recipe(RECIPES / "cpu" / "teacher_sft.yaml",
                          [f"output_dir={out}", "max_steps=2", "max_samples=4", "per_device_train_batch_size=2",
-                          "save_steps=1", "report_to=none"])
+                          "save_steps=1", "save_only_model=true", "report_to=none"])
     trainer, examples, checkpoint = build_trainer(recipe)
     assert checkpoint is None
     # SFTTrainer keeps our labels as they are (no re-tokenisation, no new mask)
@@ -99,7 +99,7 @@ def test_sft_cli_writes_a_loadable_model(tmp_path):
 
     out = tmp_path / "sft"
     assert main(["train", "sft", "--recipe", str(RECIPES / "cpu" / "teacher_sft.yaml"), f"output_dir={out}",
-                 "max_steps=1", "max_samples=2", "per_device_train_batch_size=2", "report_to=none",
+                 "max_steps=1", "max_samples=2", "per_device_train_batch_size=2", "report_to=none", "save_strategy=no",
                  "format=student"]) == 0
     assert (out / "config.json").is_file() and (out / "train_summary.json").is_file()
     load_model(str(out), "cpu")

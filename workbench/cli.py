@@ -204,6 +204,28 @@ def cmd_eval_run(args) -> int:
     return 0
 
 
+def cmd_eval_compare(args) -> int:
+    """`workbench eval compare BASE RUN [RUN ...]`: accuracy differences to the first run, paired by problem."""
+    import json
+
+    from .eval.runner import paired_comparison
+
+    if len(args.runs) < 2:
+        raise WorkbenchError("give a base run and at least one run to compare, e.g. "
+                             "`workbench eval compare runs/eval/base runs/eval/distilled`")
+    rows = [paired_comparison(args.runs[0], other) for other in args.runs[1:]]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"base: {args.runs[0]}  ({rows[0]['base_accuracy']:.1%} on {rows[0]['problems']} problems)")
+    print(f"{'run':<44} {'problems':>8} {'accuracy':>9} {'diff':>8} {'± s.e.':>7} {'z':>6} {'wins':>5} {'losses':>6}")
+    for r in rows:
+        z = f"{r['z']:.2f}" if r["z"] is not None else "-"
+        print(f"{r['other'][-44:]:<44} {r['problems']:>8} {r['other_accuracy']:>9.1%} {r['difference']:>+8.1%} "
+              f"{r['stderr']:>7.1%} {z:>6} {r['wins']:>5} {r['losses']:>6}")
+    return 0
+
+
 def _fmt_time(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
 
@@ -299,6 +321,10 @@ def _add_eval_parsers(sub) -> None:
     ep.add_argument("--overwrite", action="store_true", help="discard the records in --output and start again")
     ep.add_argument("--background", action="store_true", help="submit as a job (see `workbench jobs`) and return")
     ep.set_defaults(func=cmd_eval_run)
+    cp = esub.add_parser("compare", help="compare finished runs with a base run, problem by problem (paired s.e.)")
+    cp.add_argument("runs", nargs="+", metavar="RUN", help="run folders: the base first, then the runs to compare")
+    cp.add_argument("--json", action="store_true", help="print JSON")
+    cp.set_defaults(func=cmd_eval_compare)
 
     p = sub.add_parser("jobs", help="background jobs under $RLT_WORKBENCH_HOME: list, show, cancel, resume")
     p.add_argument("action", choices=["list", "show", "cancel", "resume"])

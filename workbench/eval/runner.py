@@ -282,6 +282,35 @@ def summarize(records: list[dict], problem_ids: list[str] | None = None, pass_k:
     return out
 
 
+def paired_comparison(base_dir: str | Path, other_dir: str | Path) -> dict:
+    """Two runs on the same problems, compared problem by problem: the accuracy difference and its paired s.e.
+
+    A problem's score is its fraction of correct samples (0 or 1 when greedy); only problems both runs scored count.
+    The paired standard error is that of the per-problem differences, so a gain can be told from noise: with `z` =
+    difference / s.e., |z| >= 2 is about the 5% level. `wins` / `losses` count problems the other run got more / less
+    right than the base.
+    """
+    scores = []
+    for d in (base_dir, other_dir):
+        recs = read_records(d)
+        if not recs:
+            raise WorkbenchError(f"{d}: no records ({RECORDS_FILE}); run `workbench eval run --output {d}` first")
+        by: dict[str, list[bool]] = {}
+        for r in recs:
+            by.setdefault(r["problem_id"], []).append(bool(r["equal"]))
+        scores.append({k: sum(v) / len(v) for k, v in by.items()})
+    ids = [k for k in scores[0] if k in scores[1]]
+    if not ids:
+        raise WorkbenchError(f"{base_dir} and {other_dir} share no problem: compare runs on the same benchmark data")
+    diffs = [scores[1][k] - scores[0][k] for k in ids]
+    d, se = mean_stderr(diffs)
+    return {"base": str(base_dir), "other": str(other_dir), "problems": len(ids),
+            "base_accuracy": sum(scores[0][k] for k in ids) / len(ids),
+            "other_accuracy": sum(scores[1][k] for k in ids) / len(ids),
+            "difference": d, "stderr": se, "z": (d / se) if se else None,
+            "wins": sum(x > 0 for x in diffs), "losses": sum(x < 0 for x in diffs)}
+
+
 # ================================================================================================== runner
 
 
@@ -434,5 +463,6 @@ def write_summary(out: Path, problems: list[dict], preset: Preset, bench: bm.Ben
 
 
 __all__ = ["EvalConfig", "Generation", "run_eval", "read_records", "read_summary", "summarize", "pass_at_k",
+           "paired_comparison",
            "mean_stderr", "resolve", "default_output_dir", "make_backend", "TransformersBackend", "VLLMBackend",
            "write_summary", "RECORDS_FILE", "SUMMARY_FILE", "CONFIG_FILE"]

@@ -324,6 +324,8 @@ def build_recipe(stage: str, raw: dict, source: str | None = None) -> Recipe:
         if key in own:
             spec_kwargs[key] = _coerce(key, value, own[key])
         elif key in trl_fields:
+            if key.endswith("_strategy") and value is False:  # YAML reads a bare `no` as false: save_strategy=no
+                value = "no"
             trainer[key] = _coerce(key, value, trl_fields[key])
         else:
             extra = ""

@@ -1,7 +1,8 @@
 """Problems for training: load a dataset by name and normalise every row to question / solution / reasoning_trace.
 
 Accepted sources (`dataset:` in a recipe):
-- `builtin:arith`: the generated arithmetic word problems shipped with the package (splits train / heldout);
+- `builtin:arith`: the generated arithmetic word problems shipped with the package (splits train / heldout, and a
+  generated `test` split of 256 more);
 - `builtin:demo`: the 14 demo problems (their RLT explanation serves as the trace);
 - a local `.jsonl` / `.json` / `.parquet` / `.csv` file, or a folder of them;
 - a hub dataset id such as `bespokelabs/Bespoke-Stratos-17k` (needs network or a local copy in the HF cache).
@@ -85,8 +86,8 @@ def load_raw(spec: str, split: str = "train") -> list[dict]:
     if spec == "builtin:arith":
         from .problems import load_train_problems
 
-        if split not in ("train", "heldout", "all"):
-            raise WorkbenchError(f"builtin:arith has splits 'train', 'heldout' and 'all', not {split!r}")
+        if split not in ("train", "heldout", "test", "all"):
+            raise WorkbenchError(f"builtin:arith has splits 'train', 'heldout', 'test' and 'all', not {split!r}")
         return load_train_problems(split)
     if spec == "builtin:demo":
         from ..data import load_demo_set

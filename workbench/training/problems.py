@@ -8,6 +8,10 @@ so the shipped file `workbench/data/train_problems.jsonl` can be rebuilt exactly
 
 Each problem has a question, a short reference solution ending in \\boxed{answer}, a short step-by-step reasoning
 trace (the teacher's SFT target), and a split: "train" or "heldout" (never trained on; used to show learning).
+
+A third split, "test" (`N_TEST` problems), is generated on demand from its own seed and never shipped: the same
+templates, none of its questions in the shipped file. It is the larger student test set of the teaching loop, so a
+student's gain can be told from noise.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ SEED = 20250612
 N_PROBLEMS = 480
 N_HELDOUT = 64
 FILE = "data/train_problems.jsonl"
+TEST_SEED = SEED + 1
+N_TEST = 256
 
 NAMES = ["Mia", "Tom", "Ava", "Leo", "Sara", "Omar", "Lena", "Ben", "Nina", "Raj", "Emma", "Kai", "Zoe", "Ivan",
          "Maya", "Sam", "Lucy", "Hugo", "Ana", "Finn"]
@@ -173,11 +179,33 @@ def make_problems(n: int = N_PROBLEMS, n_heldout: int = N_HELDOUT, seed: int = S
     return [{k: r[k] for k in ("id", "split", "topic", "question", "solution", "reasoning_trace")} for r in rows]
 
 
-def load_train_problems(split: str | None = None) -> list[dict]:
-    """The shipped problems; `split` = "train", "heldout" or None (all)."""
+def _shipped() -> list[dict]:
     text = resources.files("workbench").joinpath(FILE).read_text(encoding="utf-8")
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    return [r for r in rows if split in (None, "all") or r["split"] == split]
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def make_test_problems(n: int = N_TEST, seed: int = TEST_SEED) -> list[dict]:
+    """`n` problems from the same templates and a different seed, none of them in the shipped train/heldout file."""
+    taken = {r["question"] for r in _shipped()}
+    rng = random.Random(seed)
+    kinds = list(KINDS)
+    rows: list[dict] = []
+    while len(rows) < n:
+        kind = kinds[len(rows) % len(kinds)]
+        q, s, t = KINDS[kind](rng)
+        if q in taken:
+            continue
+        taken.add(q)
+        rows.append({"id": f"arith-test-{len(rows):04d}", "split": "test", "topic": kind, "question": q,
+                     "solution": s, "reasoning_trace": t})
+    return rows
+
+
+def load_train_problems(split: str | None = None) -> list[dict]:
+    """The problems of a split: "train" or "heldout" (shipped), "test" (generated), None or "all" (the shipped ones)."""
+    if split == "test":
+        return make_test_problems()
+    return [r for r in _shipped() if split in (None, "all") or r["split"] == split]
 
 
 def _render(rows: list[dict]) -> str:
