@@ -117,6 +117,22 @@ def read_json(path: str | Path) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
+# Small result files of the longer CPU runs, committed so every reader (and CI) sees the numbers the README quotes.
+RECORDED = ROOT / "results" / "cpu"
+
+
+def results_folder(local: str | Path, recorded: str) -> tuple[Path | None, str]:
+    """Where to read a longer run's results: this machine's `local` output when it is there, else the copy recorded
+    in `results/cpu/<recorded>` (and a line saying which, to print)."""
+    if Path(local).is_dir() and any(Path(local).iterdir()):
+        return Path(local), f"results of the run on this machine ({local})"
+    rec = RECORDED / recorded
+    if rec.is_dir():
+        return rec, (f"no {local} on this machine: showing the recorded results in results/cpu/{recorded} "
+                     "(2-core CPU, the commands above); run them to see your own")
+    return None, f"no {local} here, and no recorded copy: run the commands above"
+
+
 def metrics_frame(path: str | Path):
     """`metrics.jsonl` of a training run as a DataFrame indexed by step (training rows only)."""
     import pandas as pd
