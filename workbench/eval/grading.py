@@ -365,7 +365,11 @@ def _worker_skythought(kind: str, gold: str, prediction: str) -> dict:
 def _worker_main() -> int:
     """Serve grading requests: one JSON object per line on stdin, one answer per line on stdout."""
     import logging
+    import signal
 
+    # Ctrl-C (or a notebook kernel's interrupt) reaches the whole process group: the parent decides when this helper
+    # ends (it closes stdin, or kills it on a deadline), so the helper ignores SIGINT instead of printing a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     out = sys.stdout
     sys.stdout = sys.stderr  # stray prints of the graders must not corrupt the protocol
