@@ -160,18 +160,24 @@ KINDS: dict[str, Callable] = {"addition": _add, "subtraction": _sub, "multiplica
                               "two_step": _two_step, "average": _average, "time": _minutes}
 
 
-def make_problems(n: int = N_PROBLEMS, n_heldout: int = N_HELDOUT, seed: int = SEED) -> list[dict]:
-    """Generate the problem set deterministically; the last `n_heldout` (after a seeded shuffle) are held out."""
-    rng = random.Random(seed)
+def _draw(rng: random.Random, n: int, taken: set[str]) -> list[dict]:
+    """`n` new problems, the templates in turn, skipping questions in `taken` (which grows)."""
     kinds = list(KINDS)
-    rows, seen = [], set()
+    rows: list[dict] = []
     while len(rows) < n:
         kind = kinds[len(rows) % len(kinds)]
         q, s, t = KINDS[kind](rng)
-        if q in seen:
+        if q in taken:
             continue
-        seen.add(q)
+        taken.add(q)
         rows.append({"topic": kind, "question": q, "solution": s, "reasoning_trace": t})
+    return rows
+
+
+def make_problems(n: int = N_PROBLEMS, n_heldout: int = N_HELDOUT, seed: int = SEED) -> list[dict]:
+    """Generate the problem set deterministically; the last `n_heldout` (after a seeded shuffle) are held out."""
+    rng = random.Random(seed)
+    rows = _draw(rng, n, set())
     rng.shuffle(rows)
     for i, r in enumerate(rows):
         r["id"] = f"arith-{i:04d}"
@@ -186,19 +192,8 @@ def _shipped() -> list[dict]:
 
 def make_test_problems(n: int = N_TEST, seed: int = TEST_SEED) -> list[dict]:
     """`n` problems from the same templates and a different seed, none of them in the shipped train/heldout file."""
-    taken = {r["question"] for r in _shipped()}
-    rng = random.Random(seed)
-    kinds = list(KINDS)
-    rows: list[dict] = []
-    while len(rows) < n:
-        kind = kinds[len(rows) % len(kinds)]
-        q, s, t = KINDS[kind](rng)
-        if q in taken:
-            continue
-        taken.add(q)
-        rows.append({"id": f"arith-test-{len(rows):04d}", "split": "test", "topic": kind, "question": q,
-                     "solution": s, "reasoning_trace": t})
-    return rows
+    rows = _draw(random.Random(seed), n, {r["question"] for r in _shipped()})
+    return [{"id": f"arith-test-{i:04d}", "split": "test", **r} for i, r in enumerate(rows)]
 
 
 def load_train_problems(split: str | None = None) -> list[dict]:
