@@ -42,11 +42,15 @@ def test_recorded_teacher_run_matches_its_heldout_files():
         assert sum(rewards) / len(rewards) == pytest.approx(summary["heldout"][tag]["reward"], abs=1e-9)
 
 
-def test_results_folder_prefers_this_machines_run(tmp_path):
+def test_results_folder_prefers_this_machines_finished_run(tmp_path):
     local = tmp_path / "teacher_rlt"
-    path, where = tutorial.results_folder(local, "teacher_rlt")
+    path, where = tutorial.results_folder(local, "teacher_rlt", "rlt_summary.json")
     assert path == REC / "teacher_rlt" and "recorded" in where
     local.mkdir()
+    (local / "metrics.jsonl").write_text("")  # a run still training: not finished, the recorded copy is shown
+    assert tutorial.results_folder(local, "teacher_rlt", "rlt_summary.json")[0] == REC / "teacher_rlt"
     (local / "rlt_summary.json").write_text("{}")
-    assert tutorial.results_folder(local, "teacher_rlt")[0] == local
-    assert tutorial.results_folder(tmp_path / "none", "no-such-record")[0] is None
+    assert tutorial.results_folder(local, "teacher_rlt", "rlt_summary.json")[0] == local
+    assert tutorial.results_folder(tmp_path / "none", "no-such-record", "x.json")[0] is None
+    # the markers the notebooks use exist in the recorded copies
+    assert tutorial.results_folder(tmp_path / "none", "loop", "countdown_traces/summary.json")[0] == REC / "loop"

@@ -121,16 +121,16 @@ def read_json(path: str | Path) -> dict | None:
 RECORDED = ROOT / "results" / "cpu"
 
 
-def results_folder(local: str | Path, recorded: str) -> tuple[Path | None, str]:
-    """Where to read a longer run's results: this machine's `local` output when it is there, else the copy recorded
-    in `results/cpu/<recorded>` (and a line saying which, to print)."""
-    if Path(local).is_dir() and any(Path(local).iterdir()):
+def results_folder(local: str | Path, recorded: str, marker: str) -> tuple[Path | None, str]:
+    """Where to read a longer run's results: this machine's `local` output when its `marker` file is there (the run
+    finished), else the copy recorded in `results/cpu/<recorded>`; and a line saying which, to print."""
+    if (Path(local) / marker).is_file():
         return Path(local), f"results of the run on this machine ({local})"
     rec = RECORDED / recorded
-    if rec.is_dir():
-        return rec, (f"no {local} on this machine: showing the recorded results in results/cpu/{recorded} "
-                     "(2-core CPU, the commands above); run them to see your own")
-    return None, f"no {local} here, and no recorded copy: run the commands above"
+    if (rec / marker).is_file():
+        return rec, (f"no finished run in {local} on this machine: showing the recorded results in "
+                     f"results/cpu/{recorded} (2-core CPU, the commands above); run them to see your own")
+    return None, f"no finished run in {local}, and no recorded copy: run the commands above"
 
 
 def metrics_frame(path: str | Path):
