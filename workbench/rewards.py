@@ -227,7 +227,7 @@ def sequence_logprobs(model, seqs: list[_Seq], temperature: float, pad_id: int, 
         cache = None
         if prefix_len:
             prefix = torch.tensor([seqs[members[0]].ids[:prefix_len]], device=device)
-            cache = decoder(input_ids=prefix, use_cache=True).past_key_values
+            cache = _cache_of(decoder(input_ids=prefix, use_cache=True))
         lengths = {i: len(seqs[i].ids) - prefix_len for i in members}
         lens_list = [lengths.get(i, 0) for i in range(len(seqs))]
         for batch in _batches(members, lens_list, config.batch_size, config.max_batch_tokens):
@@ -242,7 +242,7 @@ def sequence_logprobs(model, seqs: list[_Seq], temperature: float, pad_id: int, 
             kwargs: dict[str, Any] = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "use_cache": False}
             if cache is not None:
                 batch_cache = _repeat_cache(cache, len(batch), model.config)
-                kwargs.update(past_key_values=batch_cache, use_cache=True,
+                kwargs.update({_cache_kwarg(decoder): batch_cache}, use_cache=True,
                               position_ids=torch.arange(prefix_len, prefix_len + width, device=device).expand(len(batch), -1))
             hidden = decoder(**kwargs).last_hidden_state  # [b, width, H]
             rows, cols, tgt, counts = [], [], [], []
@@ -281,6 +281,20 @@ def _prefix_pays(model, prefix_len: int, lengths: list[int], config: RewardConfi
     return saved > waste
 
 
+def _cache_kwarg(decoder) -> str:
+    """The keyword under which this transformers version takes a KV cache: `cache` where the model's forward has it
+    (newer releases, where `past_key_values` is deprecated and goes in 5.40), else `past_key_values`."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
+def _cache_of(output):
+    """The KV cache a forward returned, under either name."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
 def _repeat_cache(cache, n: int, config):
     """A KV cache holding `n` copies of a batch-1 prefix cache, for one micro-batch (the original stays intact).
 
@@ -290,8 +304,8 @@ def _repeat_cache(cache, n: int, config):
     from transformers import DynamicCache
 
     layers = getattr(cache, "layers", None)
-    if type(cache) is DynamicCache and layers and all(type(l).__name__ == "DynamicLayer" for l in layers):
-        return DynamicCache([(l.keys.expand(n, -1, -1, -1), l.values.expand(n, -1, -1, -1)) for l in layers], config=config)
+    if type(cache) is DynamicCache and layers and all(type(layer).__name__ == "DynamicLayer" for layer in layers):
+        return DynamicCache([(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1)) for layer in layers], config=config)
     out = copy.deepcopy(cache)
     out.batch_repeat_interleave(n)
     return out
