@@ -40,6 +40,7 @@ from workbench.eval import views as eval_views  # noqa: E402
 from workbench.formats import parse_completion  # noqa: E402
 from workbench.generate import stream_explanation  # noqa: E402
 from workbench.models import DEFAULT_MODEL  # noqa: E402
+from workbench.sampling import ENGINES  # noqa: E402
 
 MAX_SOURCES = 6  # explanation columns shown side by side
 LATEX = [
@@ -348,6 +349,8 @@ def build_app(problems: list[dict] | None = None, *, data_spec: str | None = Non
                                              "a dataset folder or a hub id", scale=3, elem_id="wb-ev-data")
                         ev_batch = gr.Number(8, label="batch size", precision=0, minimum=1, scale=1,
                                              elem_id="wb-ev-batch")
+                        ev_engine = gr.Dropdown(list(ENGINES), value="auto", scale=1, elem_id="wb-ev-engine",
+                                                label="sampling engine (auto: vLLM when installed)")
                 ev_msg = gr.HTML("", elem_id="wb-ev-msg", js_on_load=None)
                 ev_jobs = gr.Dataframe(eval_views.jobs_table([]), interactive=False, max_height=260, wrap=False,
                                        elem_id="wb-ev-jobs", label="Jobs, newest first (click a row to open it; "
@@ -667,7 +670,7 @@ def build_app(problems: list[dict] | None = None, *, data_spec: str | None = Non
 
         # -- evaluate: jobs run as processes (workbench.eval.jobs); the tab polls their table ---------------------
 
-        ev_form = [ev_model, ev_bench, ev_preset, ev_limit, ev_samples, ev_max_new, ev_temp, ev_data, ev_batch]
+        ev_form = [ev_model, ev_bench, ev_preset, ev_limit, ev_samples, ev_max_new, ev_temp, ev_data, ev_batch, ev_engine]
         ev_inputs = [ev_sig, ev_job, ev_show, ev_idx, ev_runs, ev_metric, ev_grader]
         ev_outputs = [ev_sig, ev_msg, ev_jobs, ev_job, ev_detail, ev_cancel, ev_resume, ev_log, ev_summary, ev_records,
                       ev_idx, ev_sample, ev_runs, ev_metric, ev_chart, ev_runs_table]
@@ -745,9 +748,9 @@ def build_app(problems: list[dict] | None = None, *, data_spec: str | None = Non
                 return {}
             return ev_select(sig, row[0], show, None, runs, metric, grader)
 
-        def ev_launch_job(model, bench, preset, limit, samples, max_new, temp, data_v, batch):
+        def ev_launch_job(model, bench, preset, limit, samples, max_new, temp, data_v, batch, engine):
             try:
-                job = eval_views.launch(model, bench, preset, limit, samples, max_new, temp, data_v, batch)
+                job = eval_views.launch(model, bench, preset, limit, samples, max_new, temp, data_v, batch, engine)
                 jobs = eval_jobs.list_jobs()
             except WorkbenchError as exc:
                 return eval_views.error_html(str(exc)), gr.skip()

@@ -1,4 +1,4 @@
-"""Evaluation runs: records, summary, pass@k, resume, bad settings; a fake backend except in the slow test."""
+"""Evaluation runs: records, summary, pass@k, resume, bad settings; a fake engine except in the slow tests."""
 
 import json
 import math
@@ -10,7 +10,6 @@ from workbench.errors import WorkbenchError
 from workbench.eval import plots
 from workbench.eval.runner import (
     EvalConfig,
-    Generation,
     mean_stderr,
     paired_comparison,
     pass_at_k,
@@ -19,12 +18,13 @@ from workbench.eval.runner import (
     run_eval,
     summarize,
 )
+from workbench.sampling import Sample
 
 
 class FakeBackend:
-    """Answers countdown problems as scripted; records the batch sizes it was called with."""
+    """A sampling engine that answers countdown problems as scripted; records the batch sizes it was called with."""
 
-    name = "fake"
+    name, model_name, dtype_name = "fake", "scripted", "none"
 
     def __init__(self, answers):
         self.answers = answers  # (prompt, n) -> n texts
@@ -33,11 +33,11 @@ class FakeBackend:
     def chat_prompt(self, user, system):
         return f"<sys>{system}</sys><user>{user}</user>"
 
-    def generate(self, prompts, preset, seed):
+    def generate(self, prompts, params):
         self.calls.append(len(prompts))
         out = []
         for prompt in prompts:
-            out.append([Generation(t, len(t.split()), "stop") for t in self.answers(prompt, preset.n)])
+            out.append([Sample(t, list(range(len(t.split()))), "stop") for t in self.answers(prompt, params.n)])
         return out
 
 
@@ -67,7 +67,7 @@ def test_run_writes_records_and_summary(tmp_path):
     out = tmp_path / "run"
     backend = _backend()
     seen = []
-    summary = run_eval(EvalConfig("countdown", limit=5, output_dir=str(out), batch_size=2), backend=backend,
+    summary = run_eval(EvalConfig("countdown", limit=5, output_dir=str(out), batch_size=2), engine=backend,
                        progress=lambda d, t, m: seen.append((d, t)), log=lambda m: None)
     assert backend.calls == [2, 2, 1]
     recs = read_records(out)
@@ -86,30 +86,30 @@ def test_run_writes_records_and_summary(tmp_path):
 
 def test_resume_skips_finished_samples_and_drops_a_torn_line(tmp_path):
     out = tmp_path / "run"
-    run_eval(EvalConfig("countdown", limit=3, output_dir=str(out)), backend=_backend(), log=lambda m: None)
+    run_eval(EvalConfig("countdown", limit=3, output_dir=str(out)), engine=_backend(), log=lambda m: None)
     with (out / "records.jsonl").open("a") as fh:
         fh.write('{"problem_id": "countdown-easy-0003", "sam')  # a run killed mid-write
     backend = _backend()
-    summary = run_eval(EvalConfig("countdown", limit=5, output_dir=str(out), batch_size=8), backend=backend,
+    summary = run_eval(EvalConfig("countdown", limit=5, output_dir=str(out), batch_size=8), engine=backend,
                        log=lambda m: None)
     assert backend.calls == [2]  # only problems 3 and 4 were generated
     recs = read_records(out)
     assert [r["problem_id"] for r in recs] == [f"countdown-easy-{i:04d}" for i in range(5)]
     assert summary["problems"] == 5 and summary["complete"]
     backend = _backend()
-    run_eval(EvalConfig("countdown", limit=5, output_dir=str(out)), backend=backend, log=lambda m: None)
+    run_eval(EvalConfig("countdown", limit=5, output_dir=str(out)), engine=backend, log=lambda m: None)
     assert backend.calls == []  # nothing left to do
 
 
 def test_stop_early_and_settings_mismatch(tmp_path):
     out = tmp_path / "run"
-    summary = run_eval(EvalConfig("countdown", limit=4, output_dir=str(out), batch_size=1), backend=_backend(),
+    summary = run_eval(EvalConfig("countdown", limit=4, output_dir=str(out), batch_size=1), engine=_backend(),
                        should_stop=iter([False, True]).__next__, log=lambda m: None)
     assert summary["complete"] is False and summary["samples"] == 1
     with pytest.raises(WorkbenchError, match="other settings.*preset"):
-        run_eval(EvalConfig("countdown", limit=4, output_dir=str(out), max_new_tokens=99), backend=_backend(),
+        run_eval(EvalConfig("countdown", limit=4, output_dir=str(out), max_new_tokens=99), engine=_backend(),
                  log=lambda m: None)
-    summary = run_eval(EvalConfig("countdown", limit=4, output_dir=str(out), max_new_tokens=99), backend=_backend(),
+    summary = run_eval(EvalConfig("countdown", limit=4, output_dir=str(out), max_new_tokens=99), engine=_backend(),
                        log=lambda m: None, overwrite=True)
     assert summary["samples"] == 4
 
@@ -117,7 +117,7 @@ def test_stop_early_and_settings_mismatch(tmp_path):
 def test_sampling_pass_at_k(tmp_path):
     out = tmp_path / "run"
     summary = run_eval(EvalConfig("countdown", preset="sample-8", n=4, limit=3, output_dir=str(out)),
-                       backend=_backend(right_every=2), log=lambda m: None)
+                       engine=_backend(right_every=2), log=lambda m: None)
     assert summary["samples"] == 12 and set(summary["metrics"]) == {"pass@1", "pass@4"}
     assert summary["metrics"]["pass@1"]["mean"] == pytest.approx(0.5)
     assert summary["metrics"]["pass@4"]["mean"] == pytest.approx(1.0)
@@ -199,9 +199,11 @@ def test_eval_cli_with_the_embedded_model(tmp_path, capsys):
     """The done-criterion command, smaller: countdown with the embedded model leaves records and a summary."""
     out = tmp_path / "run"
     assert main(["eval", "run", "--benchmark", "countdown", "--model", "smollm2-135m", "--limit", "2",
-                 "--max-new-tokens", "32", "--output", str(out)]) == 0
+                 "--max-new-tokens", "32", "--output", str(out), "--engine", "transformers"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["problems"] == 2 and summary["samples"] == 2 and summary["complete"]
     recs = read_records(out)
     assert len(recs) == 2 and all(r["output"] is not None and "<|im_start|>user" in r["prompt"] for r in recs)
     assert read_summary(out)["accuracy"] == summary["accuracy"]
+    assert all(r["engine"] == "transformers" and r["model"] == "smollm2-135m" and r["dtype"] == "float32"
+               and r["sampling"]["max_new_tokens"] == 32 and r["sampling"]["temperature"] == 0 for r in recs)

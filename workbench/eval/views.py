@@ -99,7 +99,8 @@ def _opt_float(value, name: str) -> float | None:
 
 
 def launch_kwargs(model: str | None, benchmark: str | None, preset: str | None = None, limit=None, samples=None,
-                  max_new_tokens=None, temperature=None, data: str | None = None, batch_size=None) -> dict:
+                  max_new_tokens=None, temperature=None, data: str | None = None, batch_size=None,
+                  engine: str | None = None) -> dict:
     """The arguments of `submit_eval` from the form's values (empty or 0: the preset's default; limit 0: all).
 
     Raises WorkbenchError for a missing model or benchmark or a value that is not a number; the benchmark and
@@ -118,7 +119,8 @@ def launch_kwargs(model: str | None, benchmark: str | None, preset: str | None =
                "max_new_tokens": _opt_int(max_new_tokens, "max new tokens"),
                "temperature": _opt_float(temperature, "temperature"),
                "batch_size": _opt_int(batch_size, "batch size"),
-               "data": (data or "").strip() or None}
+               "data": (data or "").strip() or None,
+               "engine": None if not engine or engine == "auto" else str(engine)}
     kw.update({k: v for k, v in options.items() if v is not None})
     return kw
 

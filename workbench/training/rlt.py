@@ -21,6 +21,7 @@ under runs/ when tensorboard is installed, and the final model.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -33,6 +34,7 @@ from .. import formats
 from ..errors import WorkbenchError
 from ..models import load_model, load_tokenizer
 from ..rewards import RewardConfig, RewardResult, RLTReward, RLTScorer
+from ..sampling import SamplingParams, provenance
 from .callbacks import MetricsJsonlCallback, append_jsonl
 from .common import is_main_process, model_dtype, peft_config, prepare_output_dir, resolve_model, save_final
 from .config import Recipe, load_recipe, make_trl_config
@@ -204,54 +206,42 @@ class RLTTrainingReward:
 # ---------------------------------------------------------------------------------------------- held-out evaluation
 
 
-@torch.no_grad()
 def sample_completions(model, tokenizer, problems: list[dict], config: RewardConfig, samples_per_problem: int = 1,
-                       generation_config=None, max_new_tokens: int = 128, temperature: float = 0.7,
+                       params: SamplingParams | None = None, max_new_tokens: int = 128, temperature: float = 0.7,
                        batch_size: int = 16, seed: int = 0) -> list[dict]:
-    """Sample teacher completions (raw text after the prompt) the way GRPO does; rows are `workbench score` inputs."""
-    from transformers import GenerationConfig
+    """Sample teacher completions (raw text after the prompt) the way GRPO does; rows are `workbench score` inputs.
 
-    if generation_config is None:
-        generation_config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
-                                             top_p=1.0, top_k=0, pad_token_id=tokenizer.pad_token_id,
-                                             eos_token_id=tokenizer.eos_token_id)
-    device = next(model.parameters()).device
-    items = [(p, k) for p in problems for k in range(samples_per_problem)]
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    The sampling engine is the project's one (`workbench.sampling`, transformers on the policy in memory); `params`
+    defaults to `temperature`, top_p 1, no top-k and `max_new_tokens`. Each row records the engine, the model and
+    the sampling parameters.
+    """
+    from ..sampling import TransformersEngine
+
+    if params is None:
+        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=1.0, top_k=0, seed=seed)
+    params = dataclasses.replace(params, n=samples_per_problem, stop=[])  # GRPO ends at EOS only, as TRL does
+    engine = TransformersEngine(model, tokenizer, getattr(model.config, "_name_or_path", None),
+                                max(1, batch_size // samples_per_problem))  # batch_size counts sequences
+    prompts = [formats.teacher_prompt(tokenizer, p["question"], p["solution"], config.teacher_system_prompt,
+                                      config.tags) for p in problems]
     rows = []
-    try:
-        for a in range(0, len(items), batch_size):
-            batch = items[a:a + batch_size]
-            texts = [trainer_prompt(tokenizer, p["question"], p["solution"], config) for p, _ in batch]
-            enc = tokenizer(texts, return_tensors="pt", padding=True).to(device)
-            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-            out = model.generate(**enc, generation_config=generation_config)
-            new = out[:, enc["input_ids"].shape[1]:]
-            for (p, k), ids in zip(batch, new):
-                ids = ids.tolist()
-                eos = generation_config.eos_token_id
-                eos = set(eos if isinstance(eos, list) else [eos])
-                cut = next((j + 1 for j, t in enumerate(ids) if t in eos), len(ids))
-                text = tokenizer.decode(ids[:cut], skip_special_tokens=True)
-                rows.append({"id": f"{p['id']}#{k}", "problem": str(p["id"]), "question": p["question"],
-                             "solution": p["solution"], "completion": text, "completion_tokens": cut,
-                             "completion_ids": ids[:cut]})
-    finally:
-        tokenizer.padding_side = side
+    for p, samples in zip(problems, engine.generate(prompts, params)):
+        for k, smp in enumerate(samples):
+            rows.append({"id": f"{p['id']}#{k}", "problem": str(p["id"]), "question": p["question"],
+                         "solution": p["solution"], "completion": smp.text, "completion_tokens": smp.tokens,
+                         "completion_ids": smp.token_ids, **provenance(engine, params)})
     return rows
 
 
 def evaluate_heldout(teacher, student, tokenizer, problems: list[dict], config: RewardConfig, path: str | Path,
-                     samples_per_problem: int = 2, generation_config=None, batch_size: int = 16, seed: int = 0,
-                     max_new_tokens: int = 128) -> dict:
+                     samples_per_problem: int = 2, params: SamplingParams | None = None, batch_size: int = 16,
+                     seed: int = 0, max_new_tokens: int = 128) -> dict:
     """Sample the teacher on held-out problems, score with the RLT reward (teacher = the same model), write JSONL."""
     was = teacher.training
     teacher.eval()
     t0 = time.time()
     try:
-        rows = sample_completions(teacher, tokenizer, problems, config, samples_per_problem, generation_config,
+        rows = sample_completions(teacher, tokenizer, problems, config, samples_per_problem, params,
                                   max_new_tokens=max_new_tokens, temperature=config.teacher_temperature,
                                   batch_size=batch_size, seed=seed)
         results = RLTScorer(teacher, student, tokenizer, config).score(rows)
@@ -363,7 +353,9 @@ def run_rlt(recipe: Recipe | str, overrides: list[str] | dict | None = None) -> 
     elif spec.eval_split and not single and main:
         print("[train rlt] the held-out evaluation runs only in single-process runs without DeepSpeed; sample and "
               "score afterwards (`workbench score`)", flush=True)
-    gen_cfg = getattr(trainer, "generation_config", None)
+    # held-out samples: the policy's own sampling settings (GRPOConfig), through the project's sampling engine
+    gen_params = SamplingParams(max_new_tokens=args.max_completion_length, temperature=args.temperature,
+                                top_p=args.top_p, top_k=int(getattr(args, "top_k", 0) or 0), seed=args.seed)
     evals: dict[str, dict] = {}
 
     def _eval(tag: str):
@@ -373,7 +365,7 @@ def run_rlt(recipe: Recipe | str, overrides: list[str] | dict | None = None) -> 
             student.to(trainer.accelerator.device)
         try:
             res = evaluate_heldout(model, student, tokenizer, heldout, cfg, path, spec.eval_samples_per_problem,
-                                   gen_cfg, spec.eval_batch_size, seed=args.seed,
+                                   gen_params, spec.eval_batch_size, seed=args.seed,
                                    max_new_tokens=args.max_completion_length)
         finally:
             if spec.student_offload:
