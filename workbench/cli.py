@@ -110,11 +110,29 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _warn_single_cpu_launch() -> None:
+    """`accelerate launch --cpu --num_processes N` (N > 1) starts ONE process unless it is given an MPI hostfile.
+
+    Its simple launcher sets MASTER_ADDR/MASTER_PORT (only when more than one process was asked for) but spawns a
+    single process and sets no WORLD_SIZE/RANK, so training silently runs alone. Say so, and how to get N processes.
+    """
+    env = os.environ
+    if env.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true", "yes") or "MASTER_ADDR" not in env:
+        return
+    if any(k in env for k in ("WORLD_SIZE", "LOCAL_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")):
+        return  # launched by torchrun / mpirun: really distributed
+    print("warning: `accelerate launch --cpu --num_processes N` starts a single process (Accelerate runs several "
+          "CPU processes only through mpirun, with --mpirun_hostfile): this run trains in ONE process. For N CPU "
+          "processes: `ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N -m workbench train "
+          "...` (or torchrun --nproc_per_node N with ACCELERATE_USE_CPU=true)", file=sys.stderr, flush=True)
+
+
 def cmd_train(args) -> int:
     """`workbench train sft|rlt --recipe R [key=value ...]`: train from a YAML recipe (see recipes/README.md)."""
     # Before torch loads: OpenMP threads that spin while waiting make CPU training several times slower when
     # the cores are shared (measured: 100 s -> 13 s to sample 8x64 tokens on a busy 2-core machine).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _warn_single_cpu_launch()
     from .training import config as recipe_config
 
     recipe = recipe_config.load_recipe(args.recipe, args.overrides, stage=args.stage)

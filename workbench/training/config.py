@@ -446,7 +446,13 @@ def make_trl_config(recipe: Recipe, validate_only: bool = False):
         import importlib.util
 
         if importlib.util.find_spec("vllm") is None:
-            raise WorkbenchError("use_vllm=true needs vLLM: pip install -e '.[gpu]' (or pass use_vllm=false)")
+            where = "'.[gpu]'" if has_cuda else "'.[cpu]' (vLLM's CPU build, Linux x86-64)"
+            raise WorkbenchError(f"use_vllm=true needs vLLM: pip install -e {where} (or pass use_vllm=false)")
+        if not has_cuda and kwargs.get("vllm_mode", "colocate") == "server":
+            # trl/generation/vllm_client.py (VLLMClient.init_communicator, called when the trainer starts): the
+            # weight push to a server runs on vLLM's NCCL weight-transfer engine and needs a CUDA trainer device.
+            raise WorkbenchError("vllm_mode=server needs a GPU: TRL pushes the trainer's weights to the vLLM server "
+                                 "over NCCL. On a CPU use vllm_mode=colocate (vLLM's CPU build) or use_vllm=false")
     cls = trl_config_class(recipe.stage)
     try:
         return cls(**kwargs)

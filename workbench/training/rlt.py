@@ -10,7 +10,9 @@ How the pieces meet (rlt-method.md sections 3-4):
 - The student is a separate frozen copy (optionally kept on the CPU between reward calls: `student_offload`).
 - Temperatures agree: TRL samples and computes the policy's log-probs at `temperature`; the reward's teacher
   log-probs use the same value (the recipe loader sets `reward.teacher_temperature` to it, and rejects a mismatch).
-- β, the reference model and its soft sync, group size, batch, lengths, LoRA and vLLM are TRL's own settings.
+- β, the reference model and its soft sync, group size, batch, lengths, LoRA and vLLM are TRL's own settings. On a
+  CPU with vLLM's CPU build, `use_vllm` with `vllm_mode: colocate` works; the engine's weights are updated through
+  vLLM's `reload_weights` instead of TRL's weight push, which fails there (`vllm_cpu.py` says why).
 
 Outputs (in output_dir): checkpoints, recipe.yaml, trl_config.json, metrics.jsonl (one row per step),
 completions.jsonl (sampled completions with their reward components), heldout_before/after.jsonl (held-out
@@ -198,7 +200,9 @@ class RLTTrainingReward:
         if self.trainer is not None and self.trainer.accelerator.num_processes > 1:
             from accelerate.utils import gather_object
 
-            rows = gather_object(rows)
+            rows = gather_object(rows)  # every rank's completions, in rank order, once
+            if self.log_max is not None:
+                rows = rows[:self.log_max]  # at most log_max per logged step in all, not per process
         if is_main_process():
             append_jsonl(self.path, rows)
 
@@ -325,12 +329,21 @@ def build_trainer(recipe: Recipe):
     if args.model_init_kwargs is None:
         args.model_init_kwargs = {}
     args.model_init_kwargs.setdefault("dtype", model_dtype(recipe, args))
+    cpu_vllm = args.use_vllm and args.vllm_mode == "colocate" and not torch.cuda.is_available()
+    if cpu_vllm:
+        from .vllm_cpu import prepare_cpu_engine_env
+
+        prepare_cpu_engine_env()
     try:
         trainer = GRPOTrainer(model=model_path, reward_funcs=[reward], args=args, train_dataset=dataset,
                               processing_class=tokenizer, peft_config=peft_config(recipe),
                               callbacks=[MetricsJsonlCallback(args.output_dir)])
     except ValueError as exc:
         raise WorkbenchError(f"could not set up the GRPO trainer: {exc}") from None
+    if cpu_vllm:
+        from .vllm_cpu import use_cpu_weight_sync
+
+        use_cpu_weight_sync(trainer)  # TRL's weight push fails on vLLM's CPU backend: see vllm_cpu.py
     reward.trainer = trainer
     scorer.teacher = trainer.model
     return trainer, reward, checkpoint
@@ -345,13 +358,15 @@ def run_rlt(recipe: Recipe | str, overrides: list[str] | dict | None = None) -> 
     trainer, reward, checkpoint = build_trainer(recipe)
     args, tokenizer, student = trainer.args, trainer.processing_class, reward.scorer.student
     main = is_main_process()
-    single = trainer.accelerator.num_processes == 1 and not trainer.is_deepspeed_enabled
+    # The held-out evaluation runs on the main process alone (the others wait): it needs the whole model, which a
+    # DeepSpeed run does not keep on every process (ZeRO-3 partitions it).
+    eval_ok = not trainer.is_deepspeed_enabled
     heldout = None
-    if spec.eval_split and single and (spec.eval_before or spec.eval_after):
+    if spec.eval_split and eval_ok and (spec.eval_before or spec.eval_after):
         heldout = load_problems(spec.eval_dataset or spec.dataset, spec.eval_split, spec.eval_max_problems,
                                 tags=cfg.tags)
-    elif spec.eval_split and not single and main:
-        print("[train rlt] the held-out evaluation runs only in single-process runs without DeepSpeed; sample and "
+    elif spec.eval_split and not eval_ok and main:
+        print("[train rlt] the held-out evaluation runs only without DeepSpeed; sample and "
               "score afterwards (`workbench score`)", flush=True)
     # held-out samples: the policy's own sampling settings (GRPOConfig), through the project's sampling engine
     gen_params = SamplingParams(max_new_tokens=args.max_completion_length, temperature=args.temperature,
@@ -359,6 +374,11 @@ def run_rlt(recipe: Recipe | str, overrides: list[str] | dict | None = None) -> 
     evals: dict[str, dict] = {}
 
     def _eval(tag: str):
+        if main:
+            _eval_main(tag)
+        trainer.accelerator.wait_for_everyone()
+
+    def _eval_main(tag: str):
         path = Path(args.output_dir) / f"heldout_{tag}.jsonl"
         model = trainer.accelerator.unwrap_model(trainer.model)
         if spec.student_offload:
