@@ -55,12 +55,31 @@ def test_prompt_column_and_ids(tmp_path):
     assert [p["id"] for p in probs] == ["7", "7#2"] and probs[0]["question"] == "Q?"
 
 
+def test_distillation_and_training_paths_build_the_same_teacher_prompt(tmp_path):
+    """A Bespoke-Stratos row read for generation/ranking (workbench.data) and for training (training.datasets) gives
+    the same question and solution, so the teacher sees the prompt it was trained on (solution padding included)."""
+    from workbench import formats
+    from workbench.models import load_tokenizer
+    from workbench.training.datasets import load_problems as training_problems
+
+    row = {"system": "sys", "conversations": [{"from": "user", "value": "What is 2+2?"},
+                                              {"from": "assistant", "value": STRATOS_ASSISTANT}]}
+    path = write_jsonl(tmp_path / "stratos.jsonl", [row])
+    (a,) = data.load_problems(str(path))
+    (b,) = training_problems(str(path))
+    assert (a["question"], a["solution"]) == (b["question"], b["solution"])
+    tok = load_tokenizer("smollm2-135m")
+    assert formats.teacher_prompt(tok, a["question"], a["solution"]) == formats.teacher_prompt(tok, b["question"],
+                                                                                              b["solution"])
+    assert "<|begin_of_solution|>\n\n2+2" in formats.teacher_prompt(tok, a["question"], a["solution"])
+
+
 def test_bespoke_stratos_rows(tmp_path):
     row = {"system": "sys", "conversations": [{"from": "user", "value": "What is 2+2?"},
                                               {"from": "assistant", "value": STRATOS_ASSISTANT}]}
     path = write_jsonl(tmp_path / "stratos.jsonl", [row])
     (p,) = data.load_stratos(str(path))
-    assert p["question"] == "What is 2+2?" and p["solution"] == "2+2 = \\boxed{4}"
+    assert p["question"] == "What is 2+2?" and p["solution"] == "\n\n2+2 = \\boxed{4}\n\n"  # padding kept
     assert p["sources"] == {"r1": "Okay, 2+2. Wait, that's 4."}
     pd.DataFrame([row]).to_parquet(tmp_path / "stratos.parquet")
     assert data.load_problems(str(tmp_path / "stratos.parquet"))[0]["sources"]["r1"].startswith("Okay")

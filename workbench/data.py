@@ -257,7 +257,9 @@ def _stratos_row(p: Path, loc: str, row: dict) -> tuple[str, str, str | None]:
     if solution is None or not solution.strip():
         raise WorkbenchError(f"{p}: {loc}, column 'conversations': the assistant turn has no "
                              f"{formats.SOLUTION_START}...{formats.SOLUTION_END} part")
-    return users[0], solution.strip(), (thought.strip() if thought and thought.strip() else None)
+    # the solution exactly as it stands between the tags (Bespoke-Stratos pads it with "\n\n"): the training path
+    # (training/datasets.py) and the official code keep that padding, so the teacher prompt is the same everywhere
+    return users[0], solution, (thought.strip() if thought and thought.strip() else None)
 
 
 def problems_from_rows(rows: list[tuple[str, dict]], path: str | Path) -> list[dict]:
