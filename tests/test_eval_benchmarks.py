@@ -122,7 +122,7 @@ def test_presets():
     assert sky.prompt("gpqa", "Q").startswith("Return your final response within \\boxed{} and only include the "
                                               "letter choice (A, B, C, or D) as your final response. ")
     assert sky.system_for("Qwen/Qwen2.5-7B-Instruct").endswith("You should think step-by-step.")
-    assert "<|begin_of_thought|>" in sky.system_for("bespokelabs/Bespoke-Stratos-7B")
+    assert sky.system_for("bespokelabs/Bespoke-Stratos-7B") is None  # not in SkyThought 4bb8f3e's model table
     assert sky.system_for("runs/my-student") is None  # SkyThought knew no system prompt for other models
     assert get_preset("skythought", system_prompt="S").system_for("Qwen/Qwen2.5-7B-Instruct") == "S"
     p = get_preset("sample-8", n=4, pass_k=[1, 4])

@@ -137,16 +137,23 @@ def test_skythought_verdict_is_called_when_installed(tmp_path, monkeypatch):
         assert v.equal is True and v.skythought is False  # string comparison says no, Math-Verify says yes
         v = grade("B", "Answer: B. Not C.", "mcq")
         assert v.equal is True and v.skythought is False and v.skythought_extracted == "C"
+        assert v.skythought_grader == "skythought package"  # the package's own functions, not the port
     finally:
         monkeypatch.undo()
         grading.close_worker()
 
 
-def test_skythought_required_but_missing():
-    if grading.skythought_available():
+def test_skythought_verdict_without_the_package():
+    """Without the package the port gives SkyThought's verdict; skythought=True no longer needs an install."""
+    if grading.skythought_package_available():
         pytest.skip("skythought is installed here")
+    assert grading.skythought_available()
+    v = grade("5", "so \\boxed{5}", "math", skythought=True)
+    assert v.equal is True and v.skythought is True and v.skythought_extracted == "5"
+    assert v.skythought_grader == grading.skythought_grader_name() and "port" in v.skythought_grader
+    assert grade("5", "5", "math", skythought=False).skythought is None
     with pytest.raises(WorkbenchError, match="skythought"):
-        grade("5", "5", "math", skythought=True)
+        grade("5", "5", "math", skythought="yes")
 
 
 # ----------------------------------------------------------------------------------------------- countdown

@@ -16,6 +16,24 @@ RECIPES = ROOT / "recipes"
 SHIPPED = sorted((RECIPES / "cpu").glob("*.yaml")) + sorted((RECIPES / "paper").glob("*.yaml"))
 
 
+@pytest.fixture
+def official_prompts(tmp_path, monkeypatch):
+    """Stand-ins for the fetched official prompts (the paper recipes read them from the cache): synthetic texts,
+    installed as `workbench prompts fetch` does, with the recorded checksums patched to theirs. The paper recipes stop
+    when the prompts are missing (`--dry-run` too: a dry run says whether the recipe would run); tests/test_prompts.py
+    checks that, and the fetch itself."""
+    import dataclasses
+
+    from workbench import prompts
+
+    texts = {"teacher": "Teacher stand-in, ending with a space like the official one. ", "student": "Student stand-in:"}
+    monkeypatch.setenv("RLT_WORKBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(prompts, "SOURCES", {w: dataclasses.replace(s, sha256=prompts.sha256_text(texts[w]))
+                                             for w, s in prompts.SOURCES.items()})
+    prompts.install_prompts(texts, source="tests")
+    return texts
+
+
 def _write(tmp_path, text: str) -> Path:
     p = tmp_path / "r.yaml"
     p.write_text(text, encoding="utf-8")
@@ -23,7 +41,7 @@ def _write(tmp_path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_shipped_recipes_validate(path):
+def test_shipped_recipes_validate(path, official_prompts):
     stage = yaml.safe_load(path.read_text())["stage"]
     recipe = validate_recipe(path)
     assert recipe.stage == stage
@@ -40,7 +58,7 @@ def test_expected_recipe_files_exist():
         assert (RECIPES / name).is_file(), name
 
 
-def test_paper_rlt_recipe_has_the_papers_numbers():
+def test_paper_rlt_recipe_has_the_papers_numbers(official_prompts):
     r = validate_recipe(RECIPES / "paper" / "teacher_rlt.yaml")
     t = r.trainer
     assert t["num_generations"] == 64 and t["learning_rate"] == 1e-6 and t["beta"] == 0.04
@@ -53,6 +71,27 @@ def test_paper_rlt_recipe_has_the_papers_numbers():
     sft = validate_recipe(RECIPES / "paper" / "teacher_sft.yaml")
     assert sft.trainer["num_train_epochs"] == 10 and sft.trainer["learning_rate"] == 1e-5
     assert sft.trainer["max_length"] == 16384 and sft.spec.model == "Qwen/Qwen2.5-7B-Instruct"
+
+
+def test_paper_recipes_match_the_official_run(official_prompts):
+    """Prompts, IS correction, tf32 and ddp_timeout against the official Hydra configs (commit 86a3f5c)."""
+    rlt = validate_recipe(RECIPES / "paper" / "teacher_rlt.yaml")
+    t = rlt.trainer
+    assert t["use_vllm"] and t["vllm_importance_sampling_correction"] is False  # the official GRPO has none
+    assert make_trl_config(rlt, validate_only=True).vllm_importance_sampling_correction is False
+    assert t["tf32"] is True and t["ddp_timeout"] == 18000  # cfgs/trainer_cfg/base.yaml
+    # both official prompts: the RL prompts and the reward's teacher term, the reward student's chat
+    assert rlt.spec.teacher_system_prompt == rlt.reward.teacher_system_prompt == official_prompts["teacher"]
+    assert rlt.spec.student_system_prompt == rlt.reward.student_system_prompt == official_prompts["student"]
+    raw = yaml.safe_load((RECIPES / "paper" / "teacher_rlt.yaml").read_text())
+    assert raw["teacher_system_prompt_file"] == "cache:prompts/rlt-official/teacher_system_prompt.txt"
+    assert raw["student_system_prompt_file"] == "cache:prompts/rlt-official/student_system_prompt.txt"
+    sft = validate_recipe(RECIPES / "paper" / "teacher_sft.yaml")
+    assert sft.spec.teacher_system_prompt == official_prompts["teacher"]  # the trailing space kept
+    assert sft.trainer["tf32"] is True and sft.trainer["ddp_timeout"] == 18000
+    distill = validate_recipe(RECIPES / "paper" / "student_distill.yaml")
+    assert distill.spec.student_system_prompt == official_prompts["student"]
+    assert distill.trainer["tf32"] is True and distill.trainer["ddp_timeout"] == 18000
 
 
 @pytest.mark.parametrize("name", ["zero3.yaml", "zero3_offload.yaml", "multi_gpu.yaml"])

@@ -33,7 +33,7 @@ def _trained_text(tok, ex):
 def test_teacher_mask_is_explanation_and_end_tags(tok):
     (ex,) = build_examples([PROBLEM], tok, "teacher")
     eot = end_of_turn(tok)
-    assert eot == "<|im_end|>"
+    assert eot == "<|im_end|>\n"  # the newline after it is trained too, as by the official collator
     # the trained tokens are exactly: explanation body, end tag, end of turn
     assert _trained_text(tok, ex) == PROBLEM["reasoning_trace"] + formats.EXPLANATION_END + eot
     # everything before them is the teacher prompt, ignored; the trained part is one contiguous run at the end

@@ -307,7 +307,8 @@ def _add_eval_parsers(sub) -> None:
     p.add_argument("--output", required=True, help="JSONL written atomically: each line plus equal, extracted, status")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per math answer before it counts as not equal (default: %(default)s)")
     p.add_argument("--skythought", default="auto", choices=["auto", "on", "off"],
-                   help="also record SkyThought's verdict (auto: when the package is installed)")
+                   help="also record SkyThought 4bb8f3e's verdict, the paper-comparable grade (the skythought package "
+                         "when it imports, else the workbench's port); off: skip it")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("eval", help="evaluate a model on AIME 2024, MATH-500, GPQA-Diamond or countdown")
@@ -334,7 +335,8 @@ def _add_eval_parsers(sub) -> None:
     _add_engine_args(ep)
     ep.add_argument("--timeout", type=float, default=5.0, help="grading seconds per answer (default: %(default)s)")
     ep.add_argument("--skythought", default="auto", choices=["auto", "on", "off"],
-                    help="also record SkyThought's verdict (auto: when the package is installed)")
+                    help="also record SkyThought 4bb8f3e's verdict, the paper-comparable grade (the skythought package "
+                         "when it imports, else the workbench's port); off: skip it")
     ep.add_argument("--overwrite", action="store_true", help="discard the records in --output and start again")
     ep.add_argument("--background", action="store_true", help="submit as a job (see `workbench jobs`) and return")
     ep.set_defaults(func=cmd_eval_run)
@@ -436,6 +438,55 @@ def cmd_distill_build(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------ prompts: the official system prompts
+
+
+def cmd_prompts(args) -> int:
+    """`workbench prompts fetch|path`: install the official RLT prompts into the cache, or print where they are."""
+    from . import prompts
+
+    if args.prompts_command == "fetch":
+        paths = prompts.fetch_prompts(args.from_dir, args.commit)
+        where = args.from_dir or "github.com/" + prompts.OFFICIAL_REPO
+        print(f"installed the official prompts of {where} at {args.commit[:12]} (SHA-256 checked):", file=sys.stderr)
+        for which, path in paths.items():
+            print(f"  {which:<8} {path}  (recipes: {prompts.RECIPE_REFS[which]})", file=sys.stderr)
+        return 0
+    state = prompts.status()
+    for which in (["teacher", "student"] if args.which == "all" else [args.which]):
+        if not state[which]["installed"]:
+            raise WorkbenchError(prompts._missing_message(which, prompts.installed_path(which)))
+        if not state[which]["checksum_ok"]:
+            raise WorkbenchError(f"{state[which]['path']} differs from the official {which} prompt; run "
+                                 f"`{prompts.FETCH_COMMAND}` again")
+        print(state[which]["path"])
+    return 0
+
+
+def _add_prompts_parsers(sub) -> None:
+    """The `prompts` verb: `fetch` and `path`."""
+    from .prompts import OFFICIAL_REPO, PINNED_COMMIT
+
+    p = sub.add_parser("prompts", help="the official RLT system prompts: fetch them into the cache, print their paths",
+                       description="The paper's teacher and student system prompts are not shipped with the workbench; "
+                                   f"`fetch` reads them from github.com/{OFFICIAL_REPO} (or a local checkout), checks "
+                                   "their SHA-256 and installs them under $RLT_WORKBENCH_CACHE/prompts/rlt-official, "
+                                   "where the paper recipes find them.")
+    psub = p.add_subparsers(dest="prompts_command", required=True)
+    fp = psub.add_parser("fetch", help="read, check and install the two official prompts")
+    fp.add_argument("--from", dest="from_dir", metavar="DIR",
+                    help=f"a local checkout (or bare clone) of github.com/{OFFICIAL_REPO} instead of GitHub, for "
+                         "machines without network access; a folder without the files in its work tree is read with "
+                         "`git show COMMIT:PATH`")
+    fp.add_argument("--commit", default=PINNED_COMMIT, metavar="SHA",
+                    help="the commit to read (default: the pinned %(default).12s); the texts must still match the "
+                         "recorded checksums")
+    fp.set_defaults(func=cmd_prompts)
+    pp = psub.add_parser("path", help="print the installed prompt file(s), e.g. for --teacher-system-prompt-file")
+    pp.add_argument("which", nargs="?", default="all", choices=["teacher", "student", "all"])
+    pp.set_defaults(func=cmd_prompts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description="RLT Workbench: Reinforcement-Learned Teachers, end to end.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -511,6 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth", metavar="USER:PASS", help="require this user name and password")
     p.set_defaults(func=cmd_app)
     _add_eval_parsers(sub)
+    _add_prompts_parsers(sub)
     return parser
 
 

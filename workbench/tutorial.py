@@ -40,7 +40,11 @@ SCALES: dict[str, dict] = {
               "work": "outputs/paper", "sft_overrides": {}, "sample_problems": 8, "rlt_overrides": {}, "student_overrides": {},
               "distill_problems": None, "distill_offset": 0, "n_explanations": 4, "max_new_tokens": 16384,
               "student_max_tokens": 16384, "eval_limit": None, "eval_max_new_tokens": None, "eval_batch_size": 64,
-              "eval_preset": "skythought", "demo_items": None, "engine": "auto"},
+              "eval_preset": "skythought", "demo_items": None, "engine": "auto",
+              # the official system prompts, installed by `workbench prompts fetch` (as in the paper recipes); read
+              # them with workbench.prompts.load_prompt_file, which names the fetch command when they are missing
+              "teacher_system_prompt_file": "cache:prompts/rlt-official/teacher_system_prompt.txt",
+              "student_system_prompt_file": "cache:prompts/rlt-official/student_system_prompt.txt"},
 }
 
 
@@ -54,6 +58,17 @@ def settings(scale: str) -> dict:
         print(f"SCALE={scale!r} needs a CUDA GPU and none is available: the cells that load or train the models "
               "will print a message and skip. Set SCALE = 'cpu' to run everything on this machine.")
     return s
+
+
+def system_prompt(s: dict, which: str) -> str | None:
+    """The teacher or student system prompt of a scale: None (the project's own wording) at CPU scale, the official
+    prompt installed by `workbench prompts fetch` at paper scale (an error naming that command when it is missing)."""
+    ref = s.get(f"{which}_system_prompt_file")
+    if not ref:
+        return None
+    from .prompts import load_prompt_file
+
+    return load_prompt_file(ref)
 
 
 def skip(s: dict, what: str) -> bool:

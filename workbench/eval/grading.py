@@ -15,9 +15,13 @@ call can run for minutes on a hostile input. So math (and SkyThought) grading ru
 signal timeouts work, and the caller enforces a hard deadline per call from any thread, killing and
 restarting the helper when it is exceeded. A timed-out call is graded not equal, with `status="timeout"`.
 
-If the `skythought` package is installed, `skythought_verdict` calls its own grader (never a copy of it) so
-runs can report both scores and the rate at which they disagree (SkyThought's grader has known false
-positives; see `../shared/rlt-method.md` section 5).
+Every math and mcq grade also records SkyThought's verdict (`skythought=False` skips it): the grader RLT's
+published numbers were produced with (SkyThought 4bb8f3e; `../shared/rlt-method.md` section 5), so runs report a
+paper-comparable score beside the workbench's and the rate at which the two disagree (SkyThought's grader has
+known false positives). It comes from the `skythought` package when that imports (it needs Python < 3.11), else
+from the workbench's port of it, `skythought_grader.py`, which needs nothing more; `Verdict.skythought_grader`
+says which. Math (SkyThought's sympy path) runs in the helper process, in a call of its own, so a slow SkyThought
+check cannot cost the Math-Verify verdict.
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ class Verdict:
 
     `equal` is the workbench's verdict (Math-Verify for math); `extracted` the answer taken from the
     prediction (None when nothing could be extracted); `status` one of ok, no_answer, timeout, error;
-    `skythought` SkyThought's verdict when that package is installed and asked for, else None.
+    `skythought` SkyThought's verdict (None when skipped, or for countdown, which is no SkyThought task), with the
+    answer it extracted and `skythought_grader` naming the implementation (the package or the port).
     """
 
     equal: bool
@@ -57,6 +62,7 @@ class Verdict:
     error: str | None = None
     skythought: bool | None = None
     skythought_extracted: str | None = None
+    skythought_grader: str | None = None
     detail: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -322,16 +328,31 @@ def _import_skythought():
     for name in ("skythought.evals.util.math_parsing_util", "skythought_evals.util.math_parsing_util"):
         try:
             return importlib.import_module(name)
-        except ImportError:
+        except Exception:  # not installed, or its dependencies do not import here (e.g. latex2sympy2 on antlr 4.13)
             continue
     return None
 
 
-def skythought_available() -> bool:
-    """True when the `skythought` package (or its older `skythought_evals` name) is importable."""
+def skythought_package_available() -> bool:
+    """True when the `skythought` package (or its older `skythought_evals` name) is installed."""
     import importlib.util
 
     return any(importlib.util.find_spec(n) is not None for n in ("skythought", "skythought_evals"))
+
+
+def skythought_available() -> bool:
+    """True: a SkyThought verdict can always be given (the package when it imports, else the port)."""
+    return True
+
+
+def _skythought_package_name(mod) -> str:
+    try:
+        from importlib.metadata import version
+
+        dist = mod.__name__.split(".")[0].replace("_", "-")
+        return f"{dist} {version(dist)} package"
+    except Exception:
+        return "skythought package"
 
 
 def _worker_math(gold: str, prediction: str, timeout_s: float) -> dict:
@@ -351,15 +372,25 @@ def _worker_math(gold: str, prediction: str, timeout_s: float) -> dict:
     return {"equal": equal, "extracted": extracted, "status": "ok"}
 
 
+def _port_skythought(kind: str, gold: str, prediction: str) -> dict:
+    from . import skythought_grader
+
+    equal, pred = skythought_grader.verdict(kind, gold, prediction)
+    return {"skythought": bool(equal), "skythought_extracted": pred, "skythought_grader": skythought_grader.NAME}
+
+
 def _worker_skythought(kind: str, gold: str, prediction: str) -> dict:
-    mod = _import_skythought()
+    """SkyThought's verdict: its own functions when the package imports, else the port (same checks, same order)."""
+    mod = _import_skythought() if skythought_package_available() else None
     if mod is None:
-        return {"skythought": None}
+        return _port_skythought(kind, gold, prediction)
+    name = _skythought_package_name(mod)
     if kind == "mcq":
         pred = mod.get_multiple_choice_answer(prediction)
-        return {"skythought": bool(pred == str(gold).strip()), "skythought_extracted": pred}
+        return {"skythought": bool(pred == str(gold).strip()), "skythought_extracted": pred, "skythought_grader": name}
     pred = mod.strip_answer_string(mod.extract_answer(prediction))
-    return {"skythought": bool(mod.math_equal(pred, mod.strip_answer_string(str(gold)))), "skythought_extracted": pred}
+    return {"skythought": bool(mod.math_equal(pred, mod.strip_answer_string(str(gold)))), "skythought_extracted": pred,
+            "skythought_grader": name}
 
 
 def _worker_main() -> int:
@@ -383,6 +414,8 @@ def _worker_main() -> int:
                 time.sleep(float(req.get("seconds", 0)))
             if req["kind"] == "math":
                 res.update(_worker_math(req["gold"], req["prediction"], req.get("timeout", DEFAULT_TIMEOUT_S)))
+            if req["kind"] == "skythought":  # SkyThought's verdict alone, for an answer of kind `answer_kind`
+                req = {**req, "kind": req["answer_kind"], "skythought": True}
             if req.get("skythought"):
                 try:
                     res.update(_worker_skythought(req["kind"], req["gold"], req["prediction"]))
@@ -490,11 +523,13 @@ def grade(gold, prediction: str, kind: str, *, timeout_s: float = DEFAULT_TIMEOU
     """Grade one prediction against its gold answer; never hangs longer than about `timeout_s` per call.
 
     kind: "math" (Math-Verify), "mcq" (option letter) or "countdown" (gold {"target", "numbers"}).
-    skythought: "auto" records SkyThought's verdict when the package is installed; True requires it; False
-    skips it. Raises WorkbenchError for an unknown kind or a malformed gold.
+    skythought: "auto" or True records SkyThought's verdict too (math and mcq; from the package when it imports,
+    else from the port); False skips it. Raises WorkbenchError for an unknown kind or a malformed gold.
     """
     if kind not in KINDS:
         raise WorkbenchError(f"unknown answer kind {kind!r}; use one of {', '.join(KINDS)}")
+    if skythought not in ("auto", True, False):
+        raise WorkbenchError(f"skythought must be 'auto', True or False (got {skythought!r})")
     if prediction is None:
         prediction = ""
     if not isinstance(prediction, str):
@@ -504,27 +539,39 @@ def grade(gold, prediction: str, kind: str, *, timeout_s: float = DEFAULT_TIMEOU
     if gold is None or (isinstance(gold, str) and not gold.strip()):
         raise WorkbenchError("gold answer is empty")
     gold = str(gold)
-    want_sky = skythought_available() if skythought == "auto" else bool(skythought)
-    if want_sky and not skythought_available():
-        raise WorkbenchError("the SkyThought verdict was asked for but `skythought` is not installed "
-                             "(pip install skythought), or pass skythought=False")
-    verdict = grade_mcq(gold, prediction, letters) if kind == "mcq" else None
-    if kind == "math" or want_sky:
+    if kind == "mcq":
+        verdict = grade_mcq(gold, prediction, letters)
+    else:
         worker = _worker()
-        deadline = timeout_s * (2 if want_sky else 1) + 1.0 + _startup_allowance(worker)
-        res = worker.call({"kind": kind, "gold": gold, "prediction": prediction, "timeout": timeout_s,
-                           "skythought": want_sky}, deadline)
+        res = worker.call({"kind": "math", "gold": gold, "prediction": prediction, "timeout": timeout_s},
+                          timeout_s + 1.0 + _startup_allowance(worker))
         if res is None:
-            if verdict is None:
-                return Verdict(False, None, "timeout", error=f"grading took longer than {timeout_s:g} s")
-            verdict.skythought, verdict.error = False, "SkyThought grading timed out"
-            return verdict
-        if verdict is None:
+            verdict = Verdict(False, None, "timeout", error=f"grading took longer than {timeout_s:g} s")
+        else:
             verdict = Verdict(bool(res.get("equal")), res.get("extracted"), res.get("status", "ok"), res.get("error"))
-        if want_sky:
-            verdict.skythought = res.get("skythought")
-            verdict.skythought_extracted = res.get("skythought_extracted")
-    return verdict  # type: ignore[return-value]
+    if skythought is not False:
+        _add_skythought(verdict, kind, gold, prediction, timeout_s)
+    return verdict
+
+
+def _add_skythought(verdict: Verdict, kind: str, gold: str, prediction: str, timeout_s: float) -> None:
+    """Set SkyThought's verdict on `verdict`. The port's mcq check is a regex and runs here; the rest in the helper."""
+    if kind == "mcq" and not skythought_package_available():
+        res: dict | None = _port_skythought(kind, gold, prediction)
+    else:
+        worker = _worker()
+        res = worker.call({"kind": "skythought", "answer_kind": kind, "gold": gold, "prediction": prediction},
+                          timeout_s + 1.0 + _startup_allowance(worker))
+    if res is None:  # SkyThought sets no limit; a check that outlives ours counts as not equal, and says so
+        from . import skythought_grader
+
+        res = {"skythought": False, "skythought_error": f"SkyThought's check took longer than {timeout_s:g} s",
+               "skythought_grader": skythought_grader.NAME if not skythought_package_available() else "skythought package"}
+    verdict.skythought = bool(res.get("skythought"))
+    verdict.skythought_extracted = res.get("skythought_extracted")
+    verdict.skythought_grader = res.get("skythought_grader")
+    if res.get("skythought_error"):
+        verdict.detail["skythought_error"] = res["skythought_error"]
 
 
 def grade_rows(rows: Iterable[dict], *, timeout_s: float = DEFAULT_TIMEOUT_S, skythought: bool | str = "auto"):
@@ -544,7 +591,8 @@ def grade_rows(rows: Iterable[dict], *, timeout_s: float = DEFAULT_TIMEOUT_S, sk
             if v.error:
                 out["error"] = v.error
             if v.skythought is not None:
-                out.update(skythought_equal=v.skythought, skythought_extracted=v.skythought_extracted)
+                out.update(skythought_equal=v.skythought, skythought_extracted=v.skythought_extracted,
+                           skythought_grader=v.skythought_grader)
         except WorkbenchError as exc:
             out.update(equal=False, extracted=None, status="error", error=str(exc))
         yield out
@@ -586,7 +634,8 @@ def summarize_verdicts(rows: list[dict]) -> dict:
     sky = [r for r in rows if r.get("skythought_equal") is not None]
     if sky:
         out["skythought"] = {"rows": len(sky), "equal": sum(bool(r["skythought_equal"]) for r in sky),
-                             "disagree": sum(bool(r["skythought_equal"]) != bool(r.get("equal")) for r in sky)}
+                             "disagree": sum(bool(r["skythought_equal"]) != bool(r.get("equal")) for r in sky),
+                             "grader": ", ".join(sorted({str(r.get("skythought_grader")) for r in sky}))}
     return out
 
 
@@ -594,6 +643,17 @@ def close_worker() -> None:
     """Stop the grading helper process (it is restarted on the next call)."""
     if _WORKER is not None:
         _WORKER.close()
+
+
+def skythought_grader_name() -> str:
+    """Which implementation gives SkyThought's verdict here: the package, when it imports, else the port."""
+    from . import skythought_grader
+
+    if skythought_package_available():
+        mod = _import_skythought()
+        if mod is not None:
+            return _skythought_package_name(mod)
+    return skythought_grader.NAME
 
 
 def math_verify_version() -> str:
@@ -606,7 +666,8 @@ def math_verify_version() -> str:
 
 
 __all__ = ["Verdict", "grade", "grade_rows", "grade_file", "extract_choice", "extract_countdown", "grade_mcq",
-           "grade_countdown", "evaluate_expression", "wrap_gold", "skythought_available", "summarize_verdicts",
+           "grade_countdown", "evaluate_expression", "wrap_gold", "skythought_available",
+           "skythought_package_available", "skythought_grader_name", "summarize_verdicts",
            "close_worker", "GradingWorker", "math_verify_version", "DEFAULT_TIMEOUT_S", "KINDS"]
 
 

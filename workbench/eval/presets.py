@@ -1,12 +1,15 @@
 """Evaluation presets: prompt templates and sampling settings.
 
-`skythought` reproduces SkyThought at commit 4bb8f3e, the setting RLT's numbers come from
+`skythought` reproduces SkyThought at commit 4bb8f3e, the harness RLT's numbers come from
 (`../shared/rlt-method.md` section 5): the user message is "Return your final response within \\boxed{}. "
-followed by the problem (GPQA also asks for the letter only), rendered with the model's own chat template;
-greedy decoding (temperature 0, top_p 1), 32,768 new tokens, one sample, pass@1; GPQA options shuffled with
-seed 41 (`benchmarks.gpqa_options`); the system message SkyThought used for the model id (Qwen2.5 instruct
-models: a one-line "think step-by-step" prompt; Bespoke-Stratos and Sky-T1: the Sky-T1 prompt), and none for
-models it did not know, such as a local folder (give one with `--system-prompt-file`). The other presets keep the prompts and change the sampling.
+followed by the problem (GPQA also asks for the letter only), rendered with the model's own chat template; GPQA
+options shuffled with seed 41 (`benchmarks.gpqa_options`); the system message SkyThought's model table gives the
+model id (Qwen2.5 instruct models: a one-line "think step-by-step" prompt; Sky-T1: the Sky-T1 prompt), and none
+for models it does not list: the Bespoke-Stratos students and any local folder (give one with
+`--system-prompt-file`). The sampling (greedy: temperature 0, top_p 1; 32,768 new tokens; one sample, pass@1) is
+SkyThought 4bb8f3e's default (`SAMPLING_PARAMS_DEFAULT` in its cli.py): RLT names the harness, and we assume it ran
+with these defaults; the paper's own decoding settings are not checked here. The other presets keep the prompts
+and change the sampling.
 
 Countdown is not a SkyThought task: every preset uses the workbench's countdown template for it.
 """
@@ -27,37 +30,40 @@ SKYTHOUGHT_TEMPLATES = {
 }
 
 
-# SkyThought chose the system message by model id (its model table; models it does not know get none).
-# The ones RLT's tables involve are reproduced here; pass --system-prompt-file for any other.
+# SkyThought chose the system message by model id: `skythought/evals/models/model_configs.yaml` at 4bb8f3e (the same
+# file is in the PyPI wheel skythought==0.1.0). A model not listed there gets no system message at all; that
+# includes the Bespoke-Stratos students and every local folder. Its API models (o1, gpt-4o-mini) and PRIME-RL's
+# file prompt are left out; pass --system-prompt-file for those.
 _QWEN_COT = "You are a helpful and harmless assistant. You are Qwen developed by Alibaba. You should think step-by-step."
-# SkyThought writes the Sky-T1 prompt as one string literal continued over lines with a backslash, so each line
-# break became the source's 8-space indentation: the pieces below are joined with " " + 8 spaces to match.
-_SKY_T1 = (" " + " " * 8).join([
-    "Your role as an assistant involves thoroughly exploring questions through a systematic long",
-    "thinking process before providing the final precise and accurate solutions. This requires",
-    "engaging in a comprehensive cycle of analysis, summarizing, exploration, reassessment, reflection,",
-    "backtracing, and iteration to develop well-considered thinking process.",
-    "Please structure your response into two main sections: Thought and Solution.",
-    "In the Thought section, detail your reasoning process using the specified format:",
-    "<|begin_of_thought|> {thought with steps separated with '\n\n'}",
-    "<|end_of_thought|>",
-    "Each step should include detailed considerations such as analisying questions, summarizing",
-    "relevant findings, brainstorming new ideas, verifying the accuracy of the current steps, refining",
-    "any errors, and revisiting previous steps.",
-    "In the Solution section, based on various attempts, explorations, and reflections from the Thought",
-    "section, systematically present the final solution that you deem correct. The solution should",
-    "remain a logical, accurate, concise expression style and detail necessary step needed to reach the",
-    "conclusion, formatted as follows:",
-    "<|begin_of_solution|>",
-    "{final formatted, precise, and clear solution}",
-    "<|end_of_solution|>",
+# The YAML file writes the Sky-T1 prompt as one double-quoted scalar continued over lines with "\": in YAML an escaped
+# line break joins the lines with nothing between them and drops the next line's indentation, so each piece below
+# ends with the single space that stood before the backslash (`'\n\n'` is a YAML escape: two newlines).
+_SKY_T1 = "".join([
+    "Your role as an assistant involves thoroughly exploring questions through a systematic long ",
+    "thinking process before providing the final precise and accurate solutions. This requires ",
+    "engaging in a comprehensive cycle of analysis, summarizing, exploration, reassessment, reflection, ",
+    "backtracing, and iteration to develop well-considered thinking process. ",
+    "Please structure your response into two main sections: Thought and Solution. ",
+    "In the Thought section, detail your reasoning process using the specified format: ",
+    "<|begin_of_thought|> {thought with steps separated with '\n\n'} ",
+    "<|end_of_thought|> ",
+    "Each step should include detailed considerations such as analisying questions, summarizing ",
+    "relevant findings, brainstorming new ideas, verifying the accuracy of the current steps, refining ",
+    "any errors, and revisiting previous steps. ",
+    "In the Solution section, based on various attempts, explorations, and reflections from the Thought ",
+    "section, systematically present the final solution that you deem correct. The solution should ",
+    "remain a logical, accurate, concise expression style and detail necessary step needed to reach the ",
+    "conclusion, formatted as follows: ",
+    "<|begin_of_solution|> ",
+    "{final formatted, precise, and clear solution} ",
+    "<|end_of_solution|> ",
     "Now, try to solve the following question through the above guidelines:",
 ])
 SKYTHOUGHT_SYSTEM_PROMPTS = {
-    **{m: _QWEN_COT for m in ("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-32B-Instruct", "Qwen/Qwen2.5-72B-Instruct",
-                              "Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-Math-7B-Instruct", "Qwen/Qwen2-7B-Instruct")},
-    **{m: _SKY_T1 for m in ("bespokelabs/Bespoke-Stratos-7B", "bespokelabs/Bespoke-Stratos-32B",
-                            "NovaSky-AI/Sky-T1-32B-Preview")},
+    **{m: _QWEN_COT for m in ("Qwen/Qwen2-7B-Instruct", "Qwen/QwQ-32B-Preview", "Qwen/Qwen2.5-72B-Instruct",
+                              "Qwen/Qwen2.5-32B-Instruct", "Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct",
+                              "Qwen/Qwen2.5-Math-7B-Instruct", "Qwen/Qwen2.5-Math-72B-Instruct")},
+    **{m: _SKY_T1 for m in ("NovaSky-AI/Sky-T1-32B-Preview", "NovaSky-AI/Sky-T1-32B-Flash")},
 }
 
 
@@ -96,7 +102,8 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "skythought": Preset("skythought", "SkyThought 4bb8f3e as RLT used it: greedy, 32,768 new tokens, pass@1"),
+    "skythought": Preset("skythought", "SkyThought 4bb8f3e's prompts and default sampling (greedy, 32,768 new tokens, "
+                                       "pass@1); RLT used this harness, its sampling settings are assumed"),
     "quick": Preset("quick", "the skythought prompts, greedy, 256 new tokens: a CPU smoke test", max_new_tokens=256),
     "sample-8": Preset("sample-8", "temperature 0.7, top_p 0.95, 8 samples per problem, pass@1/4/8",
                        temperature=0.7, top_p=0.95, n=8, pass_k=(1, 4, 8)),

@@ -5,10 +5,10 @@
 writes into the output folder:
 - `config.json`: what was asked (benchmark, model, preset and its resolved settings, data source);
 - `records.jsonl`: one line per sample, appended and fsync'ed as soon as it is graded: the problem id, the
-  prompt, the output, the gold and extracted answers, the verdicts (workbench and, when installed, SkyThought),
+  prompt, the output, the gold and extracted answers, the verdicts (workbench and SkyThought 4bb8f3e's, by its package or the port),
   tokens and finish reason;
-- `summary.json` (written atomically): accuracy / pass@k with standard errors, SkyThought's score and the
-  disagreement rate when available, tokens and time.
+- `summary.json` (written atomically): accuracy / pass@k with standard errors, the grader of the headline number,
+  SkyThought's score (the paper-comparable grade) and the disagreement rate, tokens and time.
 
 Running again with the same folder and settings resumes: samples already in `records.jsonl` are skipped (a
 half-written last line from a killed run is dropped). Different settings in the same folder are refused.
@@ -152,7 +152,8 @@ def summarize(records: list[dict], problem_ids: list[str] | None = None, pass_k:
     """Scores of a set of records: per-problem pass@k averaged over problems, with standard errors.
 
     Only problems in `problem_ids` count (all when None). pass@k needs at least k samples of a problem; problems
-    with fewer are left out of that metric. The SkyThought block appears when records carry its verdicts.
+    with fewer are left out of that metric. `skythought` is SkyThought's pass@1 (the paper-comparable grade) when
+    every sample carries its verdict, else None.
     """
     by_problem: dict[str, list[dict]] = {}
     for r in records:
@@ -175,7 +176,8 @@ def summarize(records: list[dict], problem_ids: list[str] | None = None, pass_k:
         vals = [sum(bool(r["verdicts"]["skythought"]) for r in by_problem[p]) / len(by_problem[p]) for p in ids]
         m, se = mean_stderr(vals)
         dis = sum(bool(r["verdicts"]["skythought"]) != bool(r["equal"]) for r in samples)
-        out["skythought"] = {"accuracy": m, "stderr": se, "disagree": dis, "disagreement_rate": dis / len(samples)}
+        out["skythought"] = {"accuracy": m, "stderr": se, "disagree": dis, "disagreement_rate": dis / len(samples),
+                             "samples": len(samples)}
     else:
         out["skythought"] = None
     toks = [int(r.get("tokens") or 0) for r in samples]
@@ -244,8 +246,6 @@ def resolve(config: EvalConfig) -> tuple[bm.Benchmark, Preset, Path]:
         raise WorkbenchError(f"grading timeout must be positive (got {config.timeout_s})")
     if config.skythought not in ("auto", "on", "off"):
         raise WorkbenchError(f"skythought must be auto, on or off (got {config.skythought!r})")
-    if config.skythought == "on" and not grading.skythought_available():
-        raise WorkbenchError("--skythought on needs the `skythought` package (pip install skythought); use auto or off")
     out = Path(config.output_dir) if config.output_dir else default_output_dir(bench.name, config.model, preset.name)
     return bench, preset, out
 
@@ -351,23 +351,58 @@ chat_prompt and generate, as in `workbench.sampling`).
     return summary
 
 
+def _with_skythought_verdicts(records: list[dict], config: EvalConfig) -> list[dict]:
+    """Records with SkyThought's verdict filled in where it is missing (runs made before it was always recorded).
+
+    Only for the summary: records.jsonl is left as it is. Skipped with `--skythought off` and for countdown.
+    """
+    if config.skythought == "off":
+        return records
+    out = []
+    for r in records:
+        if (r.get("verdicts") or {}).get("skythought") is None and r.get("kind") in ("math", "mcq") \
+                and r.get("gold") is not None and isinstance(r.get("output"), str):
+            try:
+                v = grading.grade(r["gold"], r["output"], r["kind"], timeout_s=config.timeout_s, skythought=True)
+                r = {**r, "verdicts": {**(r.get("verdicts") or {}), "skythought": v.skythought}}
+            except WorkbenchError:
+                pass
+        out.append(r)
+    return out
+
+
 def write_summary(out: Path, problems: list[dict], preset: Preset, bench: bm.Benchmark, config: EvalConfig,
                   complete: bool = True, wall_s: float | None = None) -> dict:
-    """Compute the summary of a run folder from its records and write summary.json atomically."""
+    """Compute the summary of a run folder from its records and write summary.json atomically.
+
+    `accuracy` is the headline score, graded by `headline_grader` (Math-Verify for math, the workbench's letter
+    extractor for GPQA, exact evaluation for countdown); `skythought` is the same pass@1 graded as SkyThought
+    4bb8f3e grades (the paper-comparable number, `skythought.grader` says which implementation), with how often
+    the two graders disagree. It is None for countdown (no SkyThought task) and with `--skythought off`.
+    """
     from .. import __version__
 
     records = read_records(out)
+    if bench.kind in ("math", "mcq"):
+        records = _with_skythought_verdicts(records, config)
     ids = [p["id"] for p in problems]
     s = summarize(records, ids, preset.pass_k)
     finished = {(r["problem_id"], int(r["sample"])) for r in records}
     complete = complete and all((pid, j) in finished for pid in ids for j in range(preset.n))
+    headline = {"math": f"math-verify {grading.math_verify_version()}", "mcq": "workbench letter extractor",
+                "countdown": "exact evaluation"}[bench.kind]
+    if s["skythought"] is not None:
+        s["skythought"]["grader"] = grading.skythought_grader_name()
     summary = {"benchmark": bench.name, "title": bench.title, "kind": bench.kind, "model": config.model,
                "preset": preset.name, "params": preset.to_dict(), "data": config.data or bench.hub_id or "built-in",
                "limit": config.limit, "complete": complete, **s,
-               "grader": {"math": f"math-verify {grading.math_verify_version()}", "mcq": "workbench letter extractor",
-                          "countdown": "exact evaluation"}[bench.kind],
+               "headline_grader": headline, "grader": headline,
                "output_dir": str(out), "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                "workbench_version": __version__}
+    if s["skythought"] is None:
+        summary["skythought_note"] = ("SkyThought has no countdown task" if bench.kind == "countdown" else
+                                      "not graded (--skythought off)" if config.skythought == "off" else
+                                      "some samples have no SkyThought verdict")
     if wall_s is not None:
         summary["time"]["wall_s"] = round(wall_s, 3)
     write_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")

@@ -388,7 +388,7 @@ def record_html(record: dict | None, index: int | None = None, total: int | None
     pos = f" · sample {index + 1} of {total}" if index is not None and total else ""
     rows = [("Verdict (workbench)", ours),
             ("SkyThought's verdict", _verdict_span(sky) if sky is not None else
-             '<span class="wb-ev-meta">not recorded (the skythought package is not installed)</span>'),
+             '<span class="wb-ev-meta">not recorded (run with --skythought off, or a countdown problem)</span>'),
             ("Extracted answer", f"<code>{_esc(record.get('extracted'))}</code>" if record.get("extracted") is not None
              else '<span class="wb-ev-meta">nothing could be extracted</span>'),
             ("Gold answer", f"<code>{_esc(fmt_gold(record.get('gold')))}</code>"),

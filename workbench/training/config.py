@@ -378,8 +378,10 @@ def _check_spec(spec: CommonRecipe) -> None:
         text, file = getattr(spec, f"{which}_system_prompt"), getattr(spec, f"{which}_system_prompt_file")
         if text is not None and file is not None:
             raise WorkbenchError(f"set {which}_system_prompt or {which}_system_prompt_file, not both")
-        if file is not None:
-            setattr(spec, f"{which}_system_prompt", formats.load_prompt(file))
+        if file is not None:  # a path, or `cache:REL` under the workbench cache (the fetched official prompts)
+            from .. import prompts
+
+            setattr(spec, f"{which}_system_prompt", prompts.load_prompt_file(file))
             setattr(spec, f"{which}_system_prompt_file", None)
         if getattr(spec, f"{which}_system_prompt") is None:  # write the default text out: prompts are part of results
             default = getattr(formats, f"default_{which}_system_prompt")(formats.get_tags(spec.tag_style))

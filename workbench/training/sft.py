@@ -2,8 +2,9 @@
 
 Teacher format (the RLT warm-up, rlt-method.md section 4): the teacher prompt of `formats.teacher_prompt` (system,
 question, and the assistant turn begun with the solution and `<|begin_of_explanation|>\\n\\n`), then the trace as the
-explanation body, `<|end_of_explanation|>` and the chat template's end-of-turn token. The loss falls only on the
-body, the end tag and the end-of-turn token: exactly the tokens the teacher generates during RL.
+explanation body, `<|end_of_explanation|>` and the chat template's end of turn (`<|im_end|>\\n` for Qwen). The loss
+falls only on the body, the end tag and the end of turn: the tokens the teacher generates during RL, plus the
+newline after `<|im_end|>`, which the official collator trains too (see `end_of_turn`).
 
 Student format (distillation): system + question, then the assistant turn `<|begin_of_thought|>E<|end_of_thought|>
 \\n\\n<|begin_of_solution|>S<|end_of_solution|>` and end-of-turn; the loss falls on the whole assistant turn.
@@ -29,16 +30,24 @@ log = logging.getLogger("workbench.training")
 IGNORE = -100
 
 
-def end_of_turn(tokenizer) -> str:
-    """The text the chat template puts after an assistant message (e.g. `<|im_end|>`), without trailing space."""
+def end_of_turn(tokenizer, keep_trailing_whitespace: bool = True) -> str:
+    """The text the chat template puts after an assistant message: `<|im_end|>\\n` for ChatML (Qwen, SmolLM2).
+
+    The trailing newline is kept (and so trained), as in the official warm-up: it trains on the full chat-template
+    text with TRL's DataCollatorForCompletionOnlyLM, which leaves every token after the response template in the
+    loss, the `\\n` after `<|im_end|>` included (custom_data/utils.py at the pinned commit). With
+    keep_trailing_whitespace=False: the end-of-turn token alone, e.g. `<|im_end|>` (what generation stops at).
+    """
     marker = "\x00RLT-END\x00"
     try:
         text = tokenizer.apply_chat_template(
             [{"role": "user", "content": "q"}, {"role": "assistant", "content": marker}], tokenize=False)
     except Exception:  # no chat template: fall back to EOS
         text = ""
-    tail = text[text.find(marker) + len(marker):].rstrip() if marker in text else ""
-    return tail or (tokenizer.eos_token or "")
+    tail = text[text.find(marker) + len(marker):] if marker in text else ""
+    if not tail.strip():
+        return tokenizer.eos_token or ""
+    return tail if keep_trailing_whitespace else tail.rstrip()
 
 
 def teacher_texts(tokenizer, question: str, solution: str, body: str, system_prompt: str | None = None,
