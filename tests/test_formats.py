@@ -101,3 +101,33 @@ def test_split_student_response_both_styles(tags):
 def test_unknown_tag_style():
     with pytest.raises(WorkbenchError, match="unknown tag style"):
         formats.get_tags("xml")
+
+
+# ------------------------------------------------------------------------------ on Qwen2.5's tokenizer (conftest.py)
+
+
+@pytest.mark.parametrize("tags", [STRATOS, R1])
+def test_teacher_prompt_and_student_chat_on_qwen25s_template(qwen_tok, tags):
+    tok = qwen_tok
+    text = formats.teacher_prompt(tok, Q, SOL, tags=tags)
+    assert text == (f"<|im_start|>system\n{formats.default_teacher_system_prompt(tags)}<|im_end|>\n"
+                    f"<|im_start|>user\n{Q}<|im_end|>\n<|im_start|>assistant\n"
+                    f"{tags.solution_start}{SOL}{tags.solution_end}\n\n<|begin_of_explanation|>\n\n")
+    ids = tok.encode(text, add_special_tokens=False)
+    assert ids[0] == 151644 and ids.count(151645) == 2  # <|im_start|>, and <|im_end|> closes system and user turns
+    assert tok.convert_ids_to_tokens(ids[-1:]) == [">ĊĊ"]  # the padding merges with the start tag on Qwen2.5
+    expl = "\n\n答 ユ 😊 First, isolate $2x$: $2x = 8$.\n\nThen $x = 4$."
+    chat = formats.student_chat(tok, Q, expl, SOL, tags=tags)
+    assert chat.text.startswith(f"<|im_start|>system\n{formats.default_student_system_prompt(tags)}<|im_end|>\n")
+    assert chat.text[slice(*chat.explanation_span)] == expl
+    assert chat.text[slice(*chat.solution_span)] == SOL
+    assert chat.text.endswith(f"{tags.solution_start}{SOL}{tags.solution_end}<|im_end|>\n")
+
+
+@pytest.mark.parametrize("body", ["", ".", "答 ユ 😊", "Step one.\n\nStep 答."])
+def test_parse_a_completion_decoded_from_qwen_ids(qwen_tok, body):
+    ids = qwen_tok.encode(body + "<|end_of_explanation|>", add_special_tokens=False) + [qwen_tok.eos_token_id]
+    p = formats.parse_completion(qwen_tok.decode(ids, skip_special_tokens=True))
+    assert (p.body, p.has_end_tag, p.trailing) == (body, True, "")
+    p = formats.parse_completion(qwen_tok.decode(ids[:-3], skip_special_tokens=True))  # cut inside the end tag
+    assert not p.has_end_tag and p.body.startswith(body)

@@ -143,6 +143,12 @@ CASES = [
 ]
 
 
+@pytest.fixture(params=["smollm", "qwen"], ids=["smollm2", "qwen2.5"])
+def lm(request):
+    """(model, tokenizer): the embedded SmolLM2, and the tiny Qwen2.5 stand-in (the paper's tokenizer; conftest.py)."""
+    return request.getfixturevalue(request.param)
+
+
 def _close(ours, ref, tol=1e-4):
     # fp32 forwards of different shapes (batched, prefix-cached) differ by ~1e-5 nats; the k3 estimator multiplies
     # that by (exp(-KL) - 1), so large values are compared with a relative tolerance of 5e-5 as well.
@@ -159,8 +165,8 @@ def _close(ours, ref, tol=1e-4):
                  kl_reductions=["first_quartile", "last_quartile", "min"], kl_coeffs=[1.0, 2.0, 0.5]),
     RewardConfig(tag_style="r1", format_penalty=-2.5),
 ], ids=["paper", "k3-temps", "no-teacher-entropy", "other-reductions", "r1-tags"])
-def test_reward_matches_independent_reference(smollm, cfg):
-    model, tok = smollm
+def test_reward_matches_independent_reference(lm, cfg):
+    model, tok = lm
     scorer = RLTScorer(model, model, tok, cfg)
     cases = CASES if cfg == RewardConfig() else [CASES[1], CASES[3]]
     results = scorer.score([{"question": Q, "solution": SOL, "completion": c} for c in cases])
@@ -338,7 +344,8 @@ def test_bad_config_is_rejected():
 
 def reference_generated(model, tok, question, solution, completion_ids, cfg: RewardConfig):
     """The reward when the teacher sequence is the prompt's ids followed by the sampled ids, computed plainly:
-    body tokens by decoding growing prefixes, spans by byte lengths of the token strings, full-vocabulary forwards."""
+    body tokens and spans by byte lengths of the token strings (a byte token of a character split over several
+    tokens counts: Qwen splits " √" into two byte tokens), full-vocabulary forwards."""
     tags = cfg.tags
     t_sys = formats.default_teacher_system_prompt(tags)
     s_sys = formats.default_student_system_prompt(tags)
@@ -350,9 +357,8 @@ def reference_generated(model, tok, question, solution, completion_ids, cfg: Rew
         ids.pop()
     text = tok.decode(ids)
     body_len = text.find(EE) if EE in text else len(text)
-    ends = [len(tok.decode(ids[:j + 1])) for j in range(len(ids))]
-    starts = [0] + ends[:-1]
-    body_j = [j for j in range(len(ids)) if ends[j] > starts[j] and ends[j] <= body_len]
+    body_bytes, c_r = len(text[:body_len].encode()), _byte_ranges(tok, ids)
+    body_j = [j for j in range(len(ids)) if c_r[j][1] > c_r[j][0] and c_r[j][1] <= body_bytes]
     thought = "\n\n" + text[:body_len]
 
     block = f"{tags.thought_start}{thought}{tags.thought_end}\n\n{TS}{solution}{TE}"
@@ -365,7 +371,7 @@ def reference_generated(model, tok, question, solution, completion_ids, cfg: Rew
     sol0 = student_text.rfind(TS + solution) + len(TS)
     sol_idx = _inside(tok, s_ids, student_text, sol0, sol0 + len(solution))
     # the teacher's tokens sit 2 bytes ("\n\n") into the student's explanation span
-    c_r, s_r = _byte_ranges(tok, ids), _byte_ranges(tok, s_ids)
+    s_r = _byte_ranges(tok, s_ids)
     s0b = len(student_text[:b0].encode())
     s_keys = {(s_r[i][0] - s0b, s_r[i][1] - s0b, s_ids[i]): i for i in s_idx}
     pairs = [(j, s_keys[(c_r[j][0] + 2, c_r[j][1] + 2, ids[j])]) for j in body_j
@@ -394,8 +400,8 @@ def _split_a_token(tok, ids):
     raise AssertionError("no token to split")
 
 
-def test_generated_tokenisation_matches_independent_reference(smollm):
-    model, tok = smollm
+def test_generated_tokenisation_matches_independent_reference(lm):
+    model, tok = lm
     cfg = RewardConfig(teacher_tokenization="generated")
     canonical = tok.encode(CASES[0], add_special_tokens=False)
     odd = _split_a_token(tok, canonical)

@@ -24,6 +24,7 @@ How it is computed (the official code does each of these per completion and over
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -63,7 +64,9 @@ class RewardConfig:
     # (reproduces its numbers). "generated": the prompt's ids followed by the completion's own ids, i.e. the tokens
     # the teacher actually sampled (TRL passes them as completion_ids). Use "generated" for training: jointly, the
     # prompt's closing "\n\n" can re-merge with the explanation into tokens the teacher never produced, and their
-    # constant, very low teacher log-probs bias the KL mean towards short explanations.
+    # constant, very low teacher log-probs bias the KL mean towards short explanations (SmolLM2's tokenizer: always;
+    # Qwen2/2.5's, where the "\n\n" merges with the start tag: only when the explanation starts with a newline).
+    # Where the prompt's ids + the completion's ids equal the joint ids, both give exactly the same numbers.
     teacher_tokenization: str = "joint"
     trailing_text_penalty: float = 0.0  # added to format_penalty when non-blank text follows the first end tag
 
@@ -207,13 +210,19 @@ def sequence_logprobs(model, seqs: list[_Seq], temperature: float, pad_id: int, 
     """Log-probs of seq.ids[t] given seq.ids[:t] for every t in seq.targets (fp32, on CPU).
 
     Sequences with the same `group` share their longest common token prefix: it is run once and its KV cache
-    is repeated for the members. Hidden states of the scored positions only go through the LM head.
+    is repeated for the members. Hidden states of the scored positions only go through the LM head. A sequence
+    with no target (an explanation with no token to score) is not run; its result is an empty tensor.
     """
     device = _model_device(model)
     decoder = _decoder(model)
     results: list[torch.Tensor | None] = [None] * len(seqs)
     groups: dict[Any, list[int]] = defaultdict(list)
     for i, s in enumerate(seqs):
+        if not s.targets:
+            results[i] = torch.zeros(0, dtype=torch.float32)
+            if progress is not None:
+                progress.update(1)
+            continue
         groups[s.group if config.share_prefix else i].append(i)
 
     for members in groups.values():
@@ -330,16 +339,64 @@ def _tokens_inside(offsets: list[tuple[int, int]], span: tuple[int, int]) -> lis
 _BYTE_DECODER: dict[str, int] | None = None
 
 
+def _utf8_chars(data: bytes) -> list[int]:
+    """The byte offset where each character of `data.decode("utf-8", errors="replace")` starts.
+
+    Follows the decoder's rule for invalid input (the Unicode "maximal subpart" practice, which Python and Rust's
+    from_utf8_lossy share): a truncated sequence is one U+FFFD, any other bad byte is one U+FFFD on its own.
+    """
+    starts, k, n = [], 0, len(data)
+    while k < n:
+        starts.append(k)
+        b = data[k]
+        if b < 0x80:
+            k += 1
+            continue
+        if 0xC2 <= b <= 0xDF:
+            need, lo, hi = 1, 0x80, 0xBF
+        elif 0xE0 <= b <= 0xEF:
+            need, lo, hi = 2, (0xA0 if b == 0xE0 else 0x80), (0x9F if b == 0xED else 0xBF)
+        elif 0xF0 <= b <= 0xF4:
+            need, lo, hi = 3, (0x90 if b == 0xF0 else 0x80), (0x8F if b == 0xF4 else 0xBF)
+        else:  # a stray continuation byte or a byte that never occurs in UTF-8
+            k += 1
+            continue
+        k += 1
+        for j in range(need):  # the second byte has a narrower range for some leads, the others are 80..BF
+            if k < n and (lo if j == 0 else 0x80) <= data[k] <= (hi if j == 0 else 0xBF):
+                k += 1
+            else:
+                break
+    return starts
+
+
+def _byte_level(decoder) -> bool:
+    """Whether a `tokenizers` decoder is byte-level: ByteLevel itself, or a Sequence holding it (SmolLM2's tokenizer
+    read from GGUF has ByteFallback, Fuse, Replace and ByteLevel)."""
+    if decoder is None:
+        return False
+    if type(decoder).__name__ == "ByteLevel":
+        return True
+    try:
+        state = json.loads(decoder.__getstate__())
+    except Exception:  # noqa: BLE001 - an unknown decoder: not byte-level
+        return False
+    return state.get("type") == "Sequence" and any(d.get("type") == "ByteLevel" for d in state.get("decoders", []))
+
+
 def decode_with_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int]]]:
     """The text of `ids` and each token's (start, end) characters in it, for any token sequence (also one the
     tokenizer would not produce from that text, as sampled sequences can be).
 
-    Byte-level BPE (GPT-2, Qwen, Llama 3, SmolLM): exact, from each token's bytes; a token that ends inside a
-    multi-byte character ends after it. Other tokenizers: by decoding growing prefixes (quadratic, but exact).
+    Byte-level BPE (GPT-2, Qwen, Llama 3, SmolLM): exact, from each token's bytes (checked against `decode`). A
+    token spans every character it has a byte of, as in the tokenizer's own offset mapping: when a character is split
+    over several tokens (Qwen splits " 答" into three byte tokens), each of them spans that whole character, so none
+    has zero width and each is scored wherever the tokenizer's own tokenisation would score it. Invalid UTF-8 (a
+    sampled byte token without its continuation) is one U+FFFD per bad sequence, as `decode` gives. Other
+    tokenizers: by decoding growing prefixes (quadratic, but exact).
     """
     global _BYTE_DECODER
-    decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
-    if type(decoder).__name__ == "ByteLevel":
+    if _byte_level(getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)):
         if _BYTE_DECODER is None:
             from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -349,25 +406,22 @@ def decode_with_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int,
         chunks = []
         for i, piece in zip(ids, pieces):
             if i in added or piece is None or any(c not in _BYTE_DECODER for c in piece):
-                chunks.append(tokenizer.decode([i]).encode("utf-8"))
+                chunks.append(tokenizer.decode([i]).encode("utf-8"))  # added tokens; ids past the vocabulary: ""
             else:
                 chunks.append(bytes(_BYTE_DECODER[c] for c in piece))
         data = b"".join(chunks)
         text = data.decode("utf-8", errors="replace")
-        # characters before byte b = lead bytes (not 0b10xxxxxx) before b; round an inner boundary up
-        chars_before, n = [0] * (len(data) + 1), 0
-        for k, byte in enumerate(data):
-            chars_before[k] = n
-            n += (byte & 0xC0) != 0x80
-        chars_before[len(data)] = n
-        offsets, pos = [], 0
-        for chunk in chunks:
-            a, b = pos, pos + len(chunk)
-            while b < len(data) and (data[b] & 0xC0) == 0x80:
-                b += 1
-            offsets.append((min(chars_before[a], len(text)), min(chars_before[b], len(text))))
-            pos += len(chunk)
-        if n == len(text):
+        starts = _utf8_chars(data)
+        if len(starts) == len(text) and text == tokenizer.decode(ids):  # the bytes are what the tokenizer decodes
+            char_of = [0] * (len(data) + 1)  # byte -> the character it belongs to
+            for c, (a, b) in enumerate(zip(starts, starts[1:] + [len(data)])):
+                char_of[a:b] = [c] * (b - a)
+            char_of[len(data)] = len(text)
+            offsets, pos = [], 0
+            for chunk in chunks:
+                a, b = pos, pos + len(chunk)
+                offsets.append((char_of[a], char_of[b - 1] + 1) if b > a else (char_of[a],) * 2)
+                pos = b
             return text, offsets
     text, offsets, prev = "", [], 0  # fallback: prefix decoding
     for k in range(len(ids)):
@@ -499,6 +553,9 @@ class RLTScorer:
         # teacher's end tag but not with "</think>"). Score the tokens both contexts share: same id, same
         # characters relative to the span start. Usually that is every token.
         t_expl, s_expl = _shared_tokens(t_ids, t_off, t_expl, e_start, s_ids, s_off, s_expl, chat.explanation_span[0])
+        # the teacher's tokens after its last scored one (the end tag, in "joint") change no scored log-prob: not run,
+        # so that "joint" and "generated" run the same sequence whenever their ids agree
+        t_ids = t_ids[: t_expl[-1] + 1] if t_expl else t_ids
         for ids, model, who in ((t_ids, self.teacher, "teacher"), (s_ids, self.student, "student")):
             if len(ids) > self._max_len(model):
                 raise WorkbenchError(f"{who} sequence has {len(ids)} tokens, more than the model's {self._max_len(model)}")
