@@ -79,7 +79,8 @@ def test_generate_rank_build_from_the_cli_and_resume(tmp_path):
         return proc
 
     gen, best, sft = tmp_path / "gen.jsonl", tmp_path / "best.jsonl", tmp_path / "sft.jsonl"
-    common = ("generate", "--data", "demo", "--limit", "1", "--max-new-tokens", "8", "--output", str(gen))
+    common = ("generate", "--data", "demo", "--limit", "1", "--max-new-tokens", "8", "--output", str(gen),
+              "--engine", "transformers")  # the vLLM path of generate: tests/test_sampling.py
     cli(*common, "--n", "2")
     rows = [json.loads(x) for x in gen.read_text().splitlines()]
     assert [(r["problem_id"], r["sample"]) for r in rows] == [("arith-01", 0), ("arith-01", 1)]
