@@ -49,7 +49,7 @@ chromium:
 	fi
 
 test: install chromium
-	$(PY) -m pytest -q -ra tests
+	$(PY) -m pytest -q -ra --durations=15 tests
 
 # All five notebooks, top to bottom at CPU scale (nbclient); fails on the first error. Executed copies, with their
 # outputs, go to outputs/notebooks/ (the ones in git stay stripped). `make test` runs them too (tests/test_notebooks.py).

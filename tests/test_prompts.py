@@ -118,6 +118,9 @@ def test_fetch_from_a_checkout_installs_byte_for_byte(synthetic, cache):
     assert all(s["checksum_ok"] for s in prompts.status().values())
     manifest = (cache / "prompts" / "rlt-official" / "source.json").read_text()
     assert prompts.PINNED_COMMIT in manifest and SYNTHETIC_SUMS["teacher"] in manifest
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (paths["teacher"].stat().st_mode & 0o777) == 0o666 & ~umask  # an ordinary file, not mkstemp's 0600
 
 
 def test_explicit_checksums_and_a_changed_text(tmp_path, cache):

@@ -32,12 +32,12 @@ import hashlib
 import json
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import WorkbenchError
+from .io import write_atomic
 
 OFFICIAL_REPO = "SakanaAI/RLT"
 PINNED_COMMIT = "86a3f5c78ff20b83cf6dc31d9e6b53003f4c1804"  # the commit rlt-method.md describes
@@ -249,28 +249,16 @@ def installed_path(which: str) -> Path:
     return install_dir() / SOURCES[which].file_name
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def install_prompts(texts: dict[str, str], source: str = "", commit: str = PINNED_COMMIT) -> dict[str, Path]:
     """Write the texts byte for byte (UTF-8, nothing added) into the cache; also a `source.json` manifest."""
     paths = {}
     for which, text in texts.items():
         paths[which] = installed_path(which)
-        _write_atomic(paths[which], text.encode("utf-8"))
+        write_atomic(paths[which], text)
     manifest = {"repository": f"github.com/{OFFICIAL_REPO}", "commit": commit, "from": source,
                 "files": {w: {"file": SOURCES[w].file_name, "source": f"{SOURCES[w].path}: {SOURCES[w].expression}",
                               "sha256": sha256_text(t)} for w, t in texts.items()}}
-    _write_atomic(install_dir() / "source.json", (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    write_atomic(install_dir() / "source.json", json.dumps(manifest, indent=2) + "\n")
     return paths
 
 
