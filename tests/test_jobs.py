@@ -132,7 +132,8 @@ def test_jobs_cli_and_bad_inputs(capsys):
 def test_eval_job_cancel_and_resume_with_the_embedded_model(capsys):
     """An evaluation through the job system: cancel it after its first sample, resume, finish without redoing it."""
     assert main(["eval", "run", "--benchmark", "countdown", "--model", "smollm2-135m", "--limit", "3",
-                 "--max-new-tokens", "24", "--batch-size", "1", "--background"]) == 0
+                 "--max-new-tokens", "24", "--batch-size", "1", "--background",
+                 "--engine", "transformers"]) == 0  # seconds to its first sample (vLLM: a minute to start here)
     assert "submitted" in capsys.readouterr().out
     job = jobs.list_jobs()[0]
     assert job.kind == "eval" and job.output_dir.endswith(os.path.join("jobs", str(job.id), "eval"))
