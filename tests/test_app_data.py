@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -109,7 +111,7 @@ def test_hub_id_offline_is_a_clear_error(monkeypatch):
     ("missing.jsonl", '{"question": "q", "solution": "s"}\n{"question": "q2"}\n',
      r"missing.jsonl: line 2: missing column 'solution' \(the row has: question\)"),
     ("wrongtype.jsonl", '{"question": "q", "solution": 42}\n',
-     r"wrongtype.jsonl: line 1, column 'solution': expected a string, got a number \(42\)"),
+     r"wrongtype.jsonl: line 1, column 'solution': expected text, got a number \(42\)"),
     ("emptyfield.jsonl", '{"question": "  ", "solution": "s"}\n', r"emptyfield.jsonl: line 1, column 'question': is empty"),
     ("empty.jsonl", "", r"empty.jsonl: the file is empty"),
     ("blank.json", "  \n\n", r"blank.json: the file is empty"),
@@ -118,28 +120,37 @@ def test_hub_id_offline_is_a_clear_error(monkeypatch):
     ("table.txt", "x", r"unknown file type '.txt'"),
 ])
 def test_bad_problem_files_name_file_line_and_column(tmp_path, name, content, pattern):
+    """A bad row is skipped and named (file, line, column) while the good rows load; a file with no usable row,
+    or a problem with the whole file, is an error naming the same."""
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
-    with pytest.raises(WorkbenchError, match=pattern):
-        data.load_problems(str(path))
+    try:
+        report = data.load_problems_report(str(path))
+    except WorkbenchError as exc:
+        message = str(exc)
+    else:
+        assert [p["question"] for p in report.items] == ["q"]  # the good row before the bad one is kept
+        message = " | ".join(report.skipped)
+        assert report.note().startswith(f"skipped {len(report.skipped)} of {report.total} rows of {path}")
+    assert re.search(pattern, message), message
 
 
 def test_bad_binary_files(tmp_path):
     with pytest.raises(WorkbenchError, match="no such file"):
         data.load_problems(str(tmp_path / "nothing.jsonl"))
     (tmp_path / "latin1.jsonl").write_bytes(b'{"question": "q", "solution": "s"}\n{"question": "caf\xe9"}\n')
-    with pytest.raises(WorkbenchError, match=r"latin1.jsonl: line 2: not UTF-8"):
-        data.load_problems(str(tmp_path / "latin1.jsonl"))
+    report = data.load_problems_report(str(tmp_path / "latin1.jsonl"))  # the bad line is skipped, the rest read
+    assert len(report.items) == 1 and re.match(r".*latin1.jsonl: line 2, column 18: not UTF-8", report.skipped[0])
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(WorkbenchError, match=r"bad.parquet: not a readable Parquet file"):
         data.load_problems(str(tmp_path / "bad.parquet"))
     pd.DataFrame([{"question": "q", "solution": 3}]).to_parquet(tmp_path / "types.parquet")
-    with pytest.raises(WorkbenchError, match=r"types.parquet: row 1, column 'solution': expected a string"):
+    with pytest.raises(WorkbenchError, match=r"types.parquet: row 1, column 'solution': expected text"):
         data.load_problems(str(tmp_path / "types.parquet"))
     pd.DataFrame({"question": pd.Series([], dtype=str), "solution": pd.Series([], dtype=str)}).to_parquet(tmp_path / "e.parquet")
-    with pytest.raises(WorkbenchError, match=r"e.parquet: the Parquet file has no rows"):
+    with pytest.raises(WorkbenchError, match=r"e.parquet: the file has no rows"):
         data.load_problems(str(tmp_path / "e.parquet"))
-    with pytest.raises(WorkbenchError, match="is a folder"):
+    with pytest.raises(WorkbenchError, match="bad.parquet: not a readable Parquet file"):  # a folder: its files
         data.load_problems(str(tmp_path))
 
 
@@ -172,7 +183,7 @@ def test_explanation_file_errors(tmp_path):
     with pytest.raises(WorkbenchError, match=r"e.jsonl: line 1: missing column 'explanation' or 'completion'"):
         data.load_explanation_file(path)
     path = write_jsonl(tmp_path / "e2.jsonl", [{"question": "q", "explanation": ["a"]}])
-    with pytest.raises(WorkbenchError, match=r"e2.jsonl: line 1, column 'explanation': expected a string, got an array"):
+    with pytest.raises(WorkbenchError, match=r"e2.jsonl: line 1, column 'explanation': expected text, got an array"):
         data.load_explanation_file(path)
     path = write_jsonl(tmp_path / "e3.jsonl", [{"question": "unrelated", "explanation": "x"}])
     with pytest.raises(WorkbenchError, match="none of its 1 explanations matches a loaded problem"):

@@ -58,9 +58,18 @@ def test_build_takes_the_best_rewarded_candidate_that_fits(smollm):
     assert len(examples) == 2 and long_body.strip() in examples[0]["conversations"][1]["value"]
 
 
-def test_build_rejects_rows_without_a_solution():
-    with pytest.raises(WorkbenchError, match="solution"):
-        build_student_set([{"question": Q1, "explanation": "x"}])
+def test_build_skips_rows_without_a_solution_or_with_a_bad_reward():
+    rows = [{"question": Q1, "explanation": "x"},
+            {"problem_id": "p", "question": Q2, "solution": S2, "explanation": "low", "reward": -1.0},
+            {"problem_id": "p", "question": Q2, "solution": S2, "explanation": "nan", "reward": float("nan")},
+            {"problem_id": "p", "question": Q2, "solution": S2, "explanation": "text", "reward": "high"},
+            {"problem_id": "p", "question": Q2, "solution": S2, "explanation": "best", "reward": 0.0}]
+    examples, stats = build_student_set(rows, locations=[f"line {k}" for k in range(1, 6)])
+    assert [e["conversations"][1]["value"].split("\n\n")[1].split("<")[0] for e in examples] == ["best"]  # not -1.0
+    assert stats["skipped_bad_rows"] == 3
+    assert stats["skipped_rows"][0] == "line 1: column 'solution': missing"
+    assert stats["skipped_rows"][1].startswith("line 3: column 'reward': expected a finite number, got 'nan'")
+    assert stats["skipped_rows"][2].startswith("line 4: column 'reward': expected a finite number, got 'high'")
     with pytest.raises(WorkbenchError, match="tokenizer"):
         build_student_set([{"question": Q1, "solution": S1, "explanation": "x"}], max_tokens=10)
 

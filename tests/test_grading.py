@@ -217,4 +217,4 @@ def test_grade_cli_bad_input(tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
     assert main(["grade", "--input", str(empty), "--output", str(tmp_path / "o.jsonl")]) == 2
-    assert "no lines" in capsys.readouterr().err
+    assert "empty" in capsys.readouterr().err

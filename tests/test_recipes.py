@@ -249,7 +249,7 @@ def test_normalize_rows():
     assert (p["question"], p["reasoning_trace"], p["id"]) == ("Q?", "no padding", 3)
     p = tds.normalize_row({"question": "Q?", "solution": "S", "completion": "Body.<|end_of_explanation|>junk"}, 0)
     assert p["reasoning_trace"] == "Body."
-    with pytest.raises(WorkbenchError, match="no solution"):
+    with pytest.raises(WorkbenchError, match="column 'solution': is empty"):
         tds.normalize_row({"question": "Q?", "solution": "  "}, 0)
 
 

@@ -53,21 +53,20 @@ def cmd_score(args) -> int:
     """Score a JSONL file of (question, solution, completion|explanation) with the RLT reward."""
     from tqdm.auto import tqdm
 
-    from .io import iter_jsonl, write_jsonl_atomic
+    from .io import check_output, read_rows, write_jsonl_atomic
 
-    rows = list(iter_jsonl(args.input))
-    if not rows:
-        raise WorkbenchError(f"{args.input}: the file has no lines to score")
-    if all(obj is None for _, obj, _ in rows):
-        raise WorkbenchError(f"no usable line in {args.input}; first problem: {rows[0][2]}")
+    check_output(args.output, inputs=[args.input])
+    rows = read_rows(args.input)
+    if not any(r.ok for r in rows):
+        raise WorkbenchError(f"no usable line in {args.input}; first problem: {rows[0].error}")
     scorer = build_scorer(args)
     out: list[dict | None] = [None] * len(rows)
     pending: list[tuple[int, dict]] = []
-    for k, (n, obj, err) in enumerate(rows):
-        if obj is None:
-            out[k] = {"id": n, "error": err}
+    for k, row in enumerate(rows):
+        if not row.ok:
+            out[k] = {"id": row.number, "error": row.error}
         else:
-            pending.append((k, {**obj, "id": obj.get("id", n)}))
+            pending.append((k, {**row.data, "id": row.data.get("id", row.number)}))
     chunk = max(1, args.batch_size) * 4
     with tqdm(total=len(pending), desc="scoring", unit="completion", file=sys.stderr) as bar:
         for a in range(0, len(pending), chunk):
@@ -392,11 +391,11 @@ def cmd_generate(args) -> int:
 def cmd_rank(args) -> int:
     """Score every explanation with the RLT reward and keep the best per problem."""
     from .distill import rank_explanations
-    from .io import iter_jsonl, write_jsonl_atomic
+    from .io import check_output, read_rows, write_jsonl_atomic
 
-    rows, bad = [], []
-    for _, obj, err in iter_jsonl(args.input):
-        (bad.append(err) if err else rows.append(obj))
+    check_output(args.output, inputs=[args.input])
+    table = read_rows(args.input)
+    rows, bad = [r.data for r in table if r.ok], [r.error for r in table if not r.ok]
     if not rows:
         raise WorkbenchError(f"{args.input}: no usable line" + (f"; first problem: {bad[0]}" if bad else ""))
     for err in bad:
@@ -417,20 +416,26 @@ def cmd_distill_build(args) -> int:
     """Build the student SFT set (student format) from ranked explanations."""
     from . import formats
     from .distill import build_student_set
-    from .io import iter_jsonl, write_jsonl_atomic
+    from .io import check_output, read_rows, write_jsonl_atomic
     from .models import load_tokenizer
 
-    rows = []
-    for _, obj, err in iter_jsonl(args.input):
-        if err:
-            raise WorkbenchError(err)
-        rows.append(obj)
-    if not rows:
-        raise WorkbenchError(f"{args.input}: empty file")
+    check_output(args.output, inputs=[args.input])
+    table = read_rows(args.input)
+    good = [r for r in table if r.ok]
+    for r in table:
+        if not r.ok:
+            print(f"skipped: {r.error}", file=sys.stderr)
+    if not good:
+        raise WorkbenchError(f"{args.input}: no usable line; first problem: {table[0].error}")
+    system_prompt = formats.load_prompt(args.student_system_prompt_file) if args.student_system_prompt_file else None
     tokenizer = load_tokenizer(args.student) if args.max_tokens else None
     examples, stats = build_student_set(
-        rows, tokenizer, args.max_tokens, tags=formats.get_tags(args.tag_style),
-        system_prompt=formats.load_prompt(args.student_system_prompt_file) if args.student_system_prompt_file else None)
+        [r.data for r in good], tokenizer, args.max_tokens, tags=formats.get_tags(args.tag_style),
+        system_prompt=system_prompt, locations=[f"{args.input}: {r.loc}" for r in good])
+    for why in stats.pop("skipped_rows"):
+        print(f"skipped: {why}", file=sys.stderr)
+    if not examples:
+        raise WorkbenchError(f"{args.input}: no usable candidate; nothing written to {args.output}")
     write_jsonl_atomic(args.output, examples)
     for k, v in stats.items():
         print(f"  {k:>28}: {v if not isinstance(v, float) else round(v, 3)}")

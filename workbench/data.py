@@ -14,7 +14,7 @@ def load_demo_set() -> list[dict]:
     Each has question, reference solution, an RLT-style explanation and an R1-style trace with hesitations.
     """
     text = resources.files("workbench").joinpath("data/demo_set.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [json.loads(line) for line in text.split("\n") if line.strip()]  # "\n" only: U+2028 is text
 
 
 def demo_score_items(problems: list[dict] | None = None) -> list[dict]:
@@ -30,26 +30,68 @@ def demo_score_items(problems: list[dict] | None = None) -> list[dict]:
 
 
 # ================================================================================================================
-# Problems for the app and the notebooks: the demo set, Bespoke-Stratos files or hub ids, custom problem files,
-# and files of teacher explanations joined to the problems by question text.
+# The data layer. Every command, the app, training and evaluation read problems through here:
 #
-# Every loader returns problems in one normalised shape:
-#     {"id": str, "question": str, "solution": str,
-#      "sources": {name: explanation body},          e.g. "rlt" (RLT explanation), "r1" (R1 trace), "gen-run" ...
-#      "completions": {name: raw teacher completion}, only for sources that came as raw completions (end tag kept)
-#      "meta": {...}}                                 e.g. topic, difficulty, file and line of the row
-# A bad file raises WorkbenchError naming the file, the line (or row for Parquet) and the column.
+#   load_rows(spec)          a file (workbench.io.read_rows: JSONL / JSON / CSV / Parquet), a folder of such files or
+#                            a saved `datasets` folder, or a hub id (one rule: `is_hub_id`) -> Loaded rows
+#   normalize_problem(row)   one row normaliser: Bespoke-Stratos rows (`conversations`) and custom rows (`question`
+#                            or `prompt`, `solution`, optional traces and explanations)
+#   load_problems(spec)      the app / generate view: {"id", "question", "solution", "sources", "completions", "meta"}
+#   training.datasets.load_problems   the training view: {"id", "question", "solution", "reasoning_trace"}
+#   eval.benchmarks.load_benchmark    the evaluation view: {"id", "question", "gold", "kind", "meta"}
+#
+# A bad row never aborts a file: it is skipped, reported (file, line, column) in `Loaded.skipped` and logged, and the
+# rest is read. Only a file with no usable row at all, or a problem with the whole file, raises WorkbenchError.
 # ================================================================================================================
 
-import csv  # noqa: E402
+import logging  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from .errors import WorkbenchError  # noqa: E402
+from .io import TABLE_SUFFIXES, Row, read_rows  # noqa: E402
 
-TABLE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 QUESTION_COLUMNS = ("question", "prompt")  # the official code reads `prompt`; accept both
+TRACE_COLUMNS = ("reasoning_trace", "trace")  # an R1-style reasoning trace (the "r1" source in the app)
+EXPLANATION_COLUMNS = ("explanation",)  # a teacher explanation body; `completion` is a raw teacher completion
+META_COLUMNS = ("topic", "difficulty", "level", "type", "source", "subject")
+SHOWN_ERRORS = 3  # skipped rows named in a message; all of them are in Loaded.skipped
+
+log = logging.getLogger("workbench.data")
+
+
+@dataclass
+class Loaded:
+    """What a loader read: the usable items, and one message per skipped row (file, line, column, what is wrong)."""
+
+    items: list
+    skipped: list[str] = field(default_factory=list)
+    origin: str = ""
+
+    @property
+    def total(self) -> int:
+        return len(self.items) + len(self.skipped)
+
+    def note(self) -> str:
+        """One line for a user: how many rows were skipped and why (empty when none was)."""
+        if not self.skipped:
+            return ""
+        shown = "; ".join(m.removeprefix(f"{self.origin}: ") for m in self.skipped[:SHOWN_ERRORS])
+        shown += "; ..." if len(self.skipped) > SHOWN_ERRORS else ""
+        return f"skipped {len(self.skipped)} of {self.total} rows of {self.origin}: {shown}"
+
+    def require(self, what: str = "row") -> Loaded:
+        """Raise WorkbenchError when nothing is usable; log the skipped rows otherwise."""
+        if not self.items:
+            first = "; ".join(self.skipped[:SHOWN_ERRORS]) or "it has no rows"
+            raise WorkbenchError(f"{self.origin}: no usable {what}" + (f" ({len(self.skipped)} bad)" if self.skipped
+                                                                        else "") + f": {first}")
+        if self.skipped:
+            log.warning("%s", self.note())
+        return self
 
 
 def demo_problems() -> list[dict]:
@@ -63,151 +105,95 @@ def demo_problems() -> list[dict]:
     return out
 
 
-def _json_error(path: Path, text: str, exc: json.JSONDecodeError, line_offset: int = 0) -> WorkbenchError:
-    return WorkbenchError(f"{path}: line {exc.lineno + line_offset}, column {exc.colno}: not valid JSON ({exc.msg})")
+def in_file_order(messages: list[str]) -> list[str]:
+    """Messages about rows sorted by their line (or row) number, so a report reads from the top of the file."""
+    def key(m: str) -> int:
+        found = re.search(r": (?:line|row) (\d+)", m)
+        return int(found.group(1)) if found else 0
+
+    return sorted(messages, key=key)
 
 
-def read_rows(path: str | Path, limit: int | None = None) -> list[tuple[str, dict]]:
-    """Read a JSONL, JSON (array of objects), Parquet or CSV file into (location, row) pairs.
+def is_hub_id(spec: str) -> bool:
+    """The one rule for hub ids: `org/name` (letters, digits, `_.-`) that is not a local path."""
+    spec = str(spec)
+    return (bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", spec)) and not spec.startswith((".", "~"))
+            and not os.path.exists(spec))
 
-    The location ("line 12", or "row 7" for Parquet) goes into every error message about the row. Raises
-    WorkbenchError for a missing, empty or unreadable file, naming the file, line and column.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise WorkbenchError(f"{p}: no such file")
-    if p.is_dir():
-        raise WorkbenchError(f"{p}: is a folder; give a .jsonl, .json, .parquet or .csv file")
-    suffix = p.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise WorkbenchError(f"{p}: unknown file type {p.suffix or '(none)'!r}; use one of {', '.join(TABLE_SUFFIXES)}")
-    if p.stat().st_size == 0:
-        raise WorkbenchError(f"{p}: the file is empty")
-    if suffix == ".parquet":
-        return _read_parquet(p, limit)
+
+def _hub_rows(spec: str, config: str | None, split: str) -> list[Row]:
     try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = p.read_bytes()[: exc.start].count(b"\n") + 1
-        raise WorkbenchError(f"{p}: line {line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if not text.strip():
-        raise WorkbenchError(f"{p}: the file is empty (only whitespace)")
-    rows = {".jsonl": _read_jsonl_text, ".json": _read_json_text, ".csv": _read_csv_text}[suffix](p, text, limit)
-    if not rows:
-        raise WorkbenchError(f"{p}: the file has no rows")
-    return rows
+        import datasets
+
+        ds = datasets.load_dataset(spec, config, split=split)
+    except Exception as exc:  # offline, gated, missing: all the same to the user
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WorkbenchError(
+            f"could not load dataset {spec!r} (config {config}, split {split}; "
+            f"{'HF_HUB_OFFLINE=1 is set' if offline else 'is the Hub reachable?'}): {why}. On a machine with network "
+            f"access, download it (`hf download {spec} --repo-type dataset --local-dir DIR`; gated datasets need "
+            f"`hf auth login` first) and pass the folder or a .jsonl/.parquet file instead"
+        ) from None
+    return [Row(f"row {k}", dict(r)) for k, r in enumerate(ds, 1)]
 
 
-def _read_jsonl_text(p: Path, text: str, limit: int | None) -> list[tuple[str, dict]]:
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+def _folder_rows(path: Path, config: str | None, split: str, limit: int | None) -> list[Row]:
+    """A folder: a saved `datasets` folder, table files (those named after the split first), or a downloaded repo."""
+    if any((path / f).is_file() for f in ("dataset_info.json", "dataset_dict.json", "state.json")):
+        import datasets
+
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise WorkbenchError(f"{p}: line {n}, column {exc.colno}: not valid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise WorkbenchError(f"{p}: line {n}, column 1: expected a JSON object, got {_type_name(obj)}")
-        rows.append((f"line {n}", obj))
-        if limit and len(rows) >= limit:
-            break
-    return rows
-
-
-def _read_json_text(p: Path, text: str, limit: int | None) -> list[tuple[str, dict]]:
-    """A JSON array of objects, decoded element by element so each row knows its line."""
-    dec = json.JSONDecoder()
-    i = _skip_ws(text, 0)
-    if text[i] != "[":
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _json_error(p, text, exc) from None
-        line = text.count("\n", 0, i) + 1
-        col = i - (text.rfind("\n", 0, i) + 1) + 1
-        raise WorkbenchError(f"{p}: line {line}, column {col}: expected a JSON array of objects, got {_type_name(obj)}"
-                             " (use JSONL for one object per line)")
-    rows: list[tuple[str, dict]] = []
-    i = _skip_ws(text, i + 1)
-    if i < len(text) and text[i] == "]":
+            ds = datasets.load_from_disk(str(path))
+        except Exception as exc:
+            raise WorkbenchError(f"{path}: could not read it as a saved dataset "
+                                 f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise WorkbenchError(f"{path}: no split {split!r} (has {', '.join(ds)})")
+            ds = ds[split]
+        return [Row(f"row {k}", dict(r)) for k, r in enumerate(ds, 1)]
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES)
+    if files:
+        named = [p for p in files if p.stem.startswith(split)] or files
+        rows: list[Row] = []
+        for f in named:
+            rows.extend(read_rows(f, limit))
+            if limit and sum(r.ok for r in rows) >= limit:
+                break
         return rows
-    while True:
-        try:
-            obj, end = dec.raw_decode(text, i)
-        except json.JSONDecodeError as exc:
-            raise _json_error(p, text, exc) from None
-        line = text.count("\n", 0, i) + 1
-        if not isinstance(obj, dict):
-            col = i - (text.rfind("\n", 0, i) + 1) + 1
-            raise WorkbenchError(f"{p}: line {line}, column {col}: expected a JSON object, got {_type_name(obj)}")
-        rows.append((f"line {line}", obj))
-        if limit and len(rows) >= limit:
-            return rows
-        i = _skip_ws(text, end)
-        if i < len(text) and text[i] == ",":
-            i = _skip_ws(text, i + 1)
-            continue
-        if i < len(text) and text[i] == "]":
-            if _skip_ws(text, i + 1) < len(text):
-                j = _skip_ws(text, i + 1)
-                raise _position_error(p, text, j, "extra data after the JSON array")
-            return rows
-        raise _position_error(p, text, i, "expected ',' or ']' after an array element")
-
-
-def _skip_ws(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t\r\n":
-        i += 1
-    return i
-
-
-def _position_error(p: Path, text: str, i: int, msg: str) -> WorkbenchError:
-    line = text.count("\n", 0, i) + 1
-    col = i - (text.rfind("\n", 0, i) + 1) + 1
-    return WorkbenchError(f"{p}: line {line}, column {col}: not valid JSON ({msg})")
-
-
-def _read_csv_text(p: Path, text: str, limit: int | None) -> list[tuple[str, dict]]:
-    import io
-
-    reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
-        header = reader.fieldnames
-    except csv.Error as exc:
-        raise WorkbenchError(f"{p}: line 1: not valid CSV ({exc})") from None
-    if not header:
-        raise WorkbenchError(f"{p}: line 1: no header row")
-    rows = []
-    while True:
-        start = reader.line_num + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise WorkbenchError(f"{p}: line {reader.line_num}: not valid CSV ({exc})") from None
-        if None in row:
-            raise WorkbenchError(f"{p}: line {start}: {len(header) + len(row[None])} fields, but the header has {len(header)}")
-        rows.append((f"line {start}", dict(row)))
-        if limit and len(rows) >= limit:
-            break
-    return rows
+        import datasets
+
+        ds = datasets.load_dataset(str(path), config, split=split)
+    except Exception as exc:
+        raise WorkbenchError(f"{path}: a folder with no .jsonl/.json/.parquet/.csv file that `datasets` can read "
+                             f"either (split {split}): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                             ) from None
+    return [Row(f"row {k}", dict(r)) for k, r in enumerate(ds, 1)]
 
 
-def _read_parquet(p: Path, limit: int | None) -> list[tuple[str, dict]]:
-    try:
-        import pyarrow.parquet as pq
+def load_rows(spec: str | Path, split: str = "train", config: str | None = None, limit: int | None = None,
+              hub: Callable[[str, str | None, str], list] | None = None) -> Loaded:
+    """Rows of a file, a folder or a hub id (`hub(spec, config, split)` replaces the hub access, e.g. in tests).
 
-        table = pq.read_table(p)
-    except Exception as exc:  # pyarrow raises several types for a corrupt file
-        raise WorkbenchError(f"{p}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
-    if limit:
-        table = table.slice(0, limit)
-    rows = table.to_pylist()
-    if not rows:
-        raise WorkbenchError(f"{p}: the Parquet file has no rows")
-    return [(f"row {k}", r) for k, r in enumerate(rows, 1)]
+    Bad rows are in `skipped`; a problem with the source as a whole raises WorkbenchError.
+    """
+    text = os.path.expanduser(str(spec).strip())
+    path = Path(text)
+    if path.is_dir():
+        rows = _folder_rows(path, config, split, limit)
+    elif path.exists() or Path(text).suffix.lower() in TABLE_SUFFIXES or not is_hub_id(text):
+        if not path.exists():
+            raise WorkbenchError(f"{text}: no such file or folder" + ("" if "/" in text or path.suffix else
+                                                                       ", and not a hub id (org/name)"))
+        rows = read_rows(path, limit)
+    else:
+        rows = [r if isinstance(r, Row) else Row(*r) if isinstance(r, tuple) else Row("row ?", r)
+                for r in (hub or _hub_rows)(text, config, split)]
+        if limit:
+            rows = rows[:limit]
+    return Loaded([r for r in rows if r.ok], [r.error for r in rows if not r.ok], text)
 
 
 def _type_name(v) -> str:
@@ -215,160 +201,192 @@ def _type_name(v) -> str:
             int: "a number", float: "a number"}.get(type(v), type(v).__name__)
 
 
-def _text_field(p: Path, loc: str, row: dict, names: tuple[str, ...], required: bool = True) -> str | None:
-    """The first of `names` present in row, checked to be non-empty text."""
+def _show(v) -> str:
+    return json.dumps(v, default=str, ensure_ascii=False)[:40]
+
+
+def _text(where: str, row: dict, names: tuple[str, ...], required: bool = True) -> tuple[str | None, str | None]:
+    """(value, column) of the first of `names` present in row, checked to be text (non-empty when required)."""
     for name in names:
         if name in row and row[name] is not None:
             v = row[name]
+            if isinstance(v, list) and name in QUESTION_COLUMNS:  # a conversational prompt: its last user message
+                v = next((m.get("content") for m in reversed(v) if isinstance(m, dict) and m.get("role") == "user"), v)
             if not isinstance(v, str):
-                raise WorkbenchError(f"{p}: {loc}, column {name!r}: expected a string, got {_type_name(v)} "
-                                     f"({json.dumps(v, default=str)[:40]}); write it as text")
+                raise WorkbenchError(f"{where}, column {name!r}: expected text, got {_type_name(v)} ({_show(v)}); "
+                                     "write it as a string")
             if required and not v.strip():
-                raise WorkbenchError(f"{p}: {loc}, column {name!r}: is empty")
-            return v
+                raise WorkbenchError(f"{where}, column {name!r}: is empty")
+            return v, name
     if required:
         alts = " or ".join(repr(n) for n in names)
-        raise WorkbenchError(f"{p}: {loc}: missing column {alts} (the row has: {', '.join(map(str, row)) or 'nothing'})")
-    return None
+        raise WorkbenchError(f"{where}: missing column {alts} (the row has: {', '.join(map(str, row)) or 'nothing'})")
+    return None, None
 
 
-def _stratos_row(p: Path, loc: str, row: dict) -> tuple[str, str, str | None]:
+def _stratos(where: str, row: dict, tags) -> tuple[str, str, str | None]:
     """(question, solution, thought) of a Bespoke-Stratos row: conversations = [user, assistant]."""
     from . import formats
 
     conv = row.get("conversations")
     if not isinstance(conv, list) or len(conv) < 2:
-        raise WorkbenchError(f"{p}: {loc}, column 'conversations': expected a list of at least 2 turns "
+        raise WorkbenchError(f"{where}, column 'conversations': expected a list of at least 2 turns "
                              f"(user, assistant), got {_type_name(conv)}")
     turns = []
     for t in conv:
         if not isinstance(t, dict):
-            raise WorkbenchError(f"{p}: {loc}, column 'conversations': each turn must be an object, got {_type_name(t)}")
+            raise WorkbenchError(f"{where}, column 'conversations': each turn must be an object, got {_type_name(t)}")
         role = t.get("from", t.get("role"))
         value = t.get("value", t.get("content"))
         if not isinstance(value, str):
-            raise WorkbenchError(f"{p}: {loc}, column 'conversations': turn {role!r} has no text ('value' or 'content')")
+            raise WorkbenchError(f"{where}, column 'conversations': turn {str(role)[:20]!r} has no text "
+                                 "('value' or 'content')")
         turns.append((role, value))
     users = [v for r, v in turns if r in ("user", "human")]
     assistants = [v for r, v in turns if r in ("assistant", "gpt")]
     if not users or not assistants:
-        raise WorkbenchError(f"{p}: {loc}, column 'conversations': needs a user and an assistant turn")
-    thought, solution = formats.split_student_response(assistants[0])
+        raise WorkbenchError(f"{where}, column 'conversations': needs a user and an assistant turn")
+    if not users[0].strip():
+        raise WorkbenchError(f"{where}, column 'conversations': the user turn is empty")
+    thought, solution = formats.split_student_response(assistants[0], tags)
     if solution is None or not solution.strip():
-        raise WorkbenchError(f"{p}: {loc}, column 'conversations': the assistant turn has no "
-                             f"{formats.SOLUTION_START}...{formats.SOLUTION_END} part")
+        raise WorkbenchError(f"{where}, column 'conversations': the assistant turn has no "
+                             f"{tags.solution_start}...{tags.solution_end} part")
     # the solution exactly as it stands between the tags (Bespoke-Stratos pads it with "\n\n"): the training path
-    # (training/datasets.py) and the official code keep that padding, so the teacher prompt is the same everywhere
-    return users[0], solution, (thought.strip() if thought and thought.strip() else None)
+    # and the official code keep that padding, so the teacher prompt is the same everywhere
+    return users[0], solution, thought
 
 
-def problems_from_rows(rows: list[tuple[str, dict]], path: str | Path) -> list[dict]:
-    """Normalise rows of a problem file: Bespoke-Stratos rows (`conversations`) or custom rows (`question` or
-    `prompt`, `solution`, optional `reasoning_trace` as the R1 trace and optional `rlt_explanation`)."""
-    p = Path(path)
-    out = []
-    for k, (loc, row) in enumerate(rows, 1):
-        if "conversations" in row:
-            q, s, thought = _stratos_row(p, loc, row)
-            sources = {"r1": thought} if thought else {}
-        else:
-            q = _text_field(p, loc, row, QUESTION_COLUMNS)
-            s = _text_field(p, loc, row, ("solution",))
-            sources = {}
-            trace = _text_field(p, loc, row, ("reasoning_trace",), required=False)
-            if trace and trace.strip():
-                sources["r1"] = trace.strip()
-            expl = _text_field(p, loc, row, ("rlt_explanation",), required=False)
-            if expl and expl.strip():
-                sources["rlt"] = expl.strip()
-        rid = row.get("id")
-        pid = str(rid) if isinstance(rid, (str, int)) and str(rid).strip() else f"{p.stem}-{k}"
-        meta = {key: row[key] for key in ("topic", "difficulty", "level", "type", "source") if
-                isinstance(row.get(key), (str, int, float))}
-        meta.update(file=str(p), location=loc)
-        out.append({"id": pid, "question": q, "solution": s, "sources": sources, "completions": {}, "meta": meta})
-    _dedupe_ids(out)
-    return out
+def normalize_problem(row: dict, where: str, tags=None) -> dict:
+    """One row -> {"id" (str or None), "question", "solution", "trace", "explanation", "rlt_explanation", "meta"}.
+
+    `trace` is an R1-style reasoning trace (`reasoning_trace`, `trace`, or the thought of a Stratos answer),
+    `explanation` a teacher explanation body (`explanation`, or the body of a raw `completion`); both raw, as in
+    the file. `where` ("file: line 3") starts every error message. Raises WorkbenchError naming the column.
+    """
+    from . import formats
+
+    tags = tags or formats.STRATOS
+    if not isinstance(row, dict):
+        raise WorkbenchError(f"{where}: expected an object, got {_type_name(row)}")
+    trace = explanation = None
+    if "conversations" in row and row["conversations"] is not None:
+        question, solution, trace = _stratos(where, row, tags)
+    else:
+        question, _ = _text(where, row, QUESTION_COLUMNS)
+        solution, _ = _text(where, row, ("solution",))
+        trace, _ = _text(where, row, TRACE_COLUMNS, required=False)
+        explanation, _ = _text(where, row, EXPLANATION_COLUMNS, required=False)
+        completion, _ = _text(where, row, ("completion",), required=False)
+        if explanation is None and completion is not None:
+            explanation = formats.parse_completion(completion, tags).body
+    rlt, _ = _text(where, row, ("rlt_explanation",), required=False)
+    rid = row.get("id")
+    pid = str(rid) if isinstance(rid, (str, int)) and not isinstance(rid, bool) and str(rid).strip() else None
+    meta = {k: row[k] for k in META_COLUMNS if isinstance(row.get(k), (str, int, float)) and not isinstance(row[k], bool)}
+    return {"id": pid, "question": question, "solution": solution, "trace": trace, "explanation": explanation,
+            "rlt_explanation": rlt, "meta": meta}
 
 
-def _dedupe_ids(problems: list[dict]) -> None:
+def normalize_rows(loaded: Loaded, convert: Callable[[dict, str], dict]) -> Loaded:
+    """Apply `convert(row, where)` to every row; a row it rejects (WorkbenchError) joins `skipped`."""
+    out, skipped = [], list(loaded.skipped)
+    for row in loaded.items:
+        where = f"{loaded.origin}: {row.loc}"
+        try:
+            out.append(convert(row.data, where) | {"_loc": row.loc})
+        except WorkbenchError as exc:
+            skipped.append(str(exc))
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # nothing in one row aborts a file
+            skipped.append(f"{where}: not usable ({type(exc).__name__}: {str(exc)[:200]})")
+    return Loaded(out, in_file_order(skipped), loaded.origin)
+
+
+def dedupe_ids(items: list[dict], first_suffix: int = 2) -> None:
+    """Make ids unique in place (`x`, `x#2`, `x#3`...): records and joins are keyed by them. Evaluation runs
+    number repeats from `#1` (`first_suffix=1`), as their records on disk already do."""
     seen: dict[str, int] = {}
-    for pr in problems:
-        n = seen.get(pr["id"], 0)
-        seen[pr["id"]] = n + 1
+    for it in items:
+        n = seen.get(it["id"], 0)
+        seen[it["id"]] = n + 1
         if n:
-            pr["id"] = f"{pr['id']}#{n + 1}"
+            it["id"] = f"{it['id']}#{n + first_suffix - 1}"
+
+
+def load_problems_report(spec: str | None = None, limit: int | None = None) -> Loaded:
+    """The app / generate view: problems from "demo" (or None), a file, a folder or a hub id, with skipped rows.
+
+    Sources: "r1" (a reasoning trace or a Stratos thought) and "rlt" (an `rlt_explanation` column).
+    """
+    if spec is None or str(spec).strip() in ("", "demo"):
+        problems = demo_problems()
+        return Loaded(problems[:limit] if limit else problems, [], "the demo set")
+    loaded = normalize_rows(load_rows(spec, limit=limit), normalize_problem)
+    out = []
+    stem = Path(loaded.origin).stem if not is_hub_id(loaded.origin) else loaded.origin.split("/")[-1]
+    for k, p in enumerate(loaded.items, 1):
+        sources = {}
+        if p["trace"] and p["trace"].strip():
+            sources["r1"] = p["trace"].strip()
+        if p["rlt_explanation"] and p["rlt_explanation"].strip():
+            sources["rlt"] = p["rlt_explanation"].strip()
+        out.append({"id": p["id"] or f"{stem}-{k}", "question": p["question"], "solution": p["solution"],
+                    "sources": sources, "completions": {},
+                    "meta": {**p["meta"], "file": loaded.origin, "location": p["_loc"]}})
+    dedupe_ids(out)
+    return Loaded(out, loaded.skipped, loaded.origin).require("problem")
+
+
+def load_problems(spec: str | None = None, limit: int | None = None) -> list[dict]:
+    """Problems from "demo" (or None), a file (Bespoke-Stratos or custom columns), a folder or a hub id.
+
+    Bad rows are skipped and logged (see `load_problems_report` for the list); no usable row raises WorkbenchError.
+    """
+    return load_problems_report(spec, limit).items
 
 
 def load_problem_file(path: str | Path, limit: int | None = None) -> list[dict]:
     """Problems from a JSONL/JSON/Parquet/CSV file: Bespoke-Stratos rows or question/solution/reasoning_trace."""
-    return problems_from_rows(read_rows(path, limit), path)
+    return load_problems(str(path), limit)
 
 
-def _looks_like_hub_id(spec: str) -> bool:
-    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", spec)) and not os.path.exists(spec)
-
-
-def load_stratos(source: str, limit: int | None = None, split: str = "train") -> list[dict]:
-    """Bespoke-Stratos-format problems from a file or a hub id (e.g. bespokelabs/Bespoke-Stratos-17k).
-
-    The thought part of each assistant turn is the DeepSeek-R1 trace (source "r1"). Hub ids are read with
-    `datasets` from the local cache (HF_HUB_OFFLINE=1) or the Hub.
-    """
-    if not _looks_like_hub_id(source):
-        return load_problem_file(source, limit)
-    try:
-        import datasets
-
-        ds = datasets.load_dataset(source, split=split)
-    except Exception as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        raise WorkbenchError(
-            f"could not load dataset {source!r} ({'HF_HUB_OFFLINE=1 is set' if offline else 'is the Hub reachable?'}): "
-            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Download it on a machine with network "
-            f"access and pass the JSONL/Parquet file instead."
-        ) from None
-    if limit:
-        ds = ds.select(range(min(limit, len(ds))))
-    rows = [(f"row {k}", dict(r)) for k, r in enumerate(ds, 1)]
-    if not rows:
-        raise WorkbenchError(f"dataset {source!r} (split {split!r}) has no rows")
-    return problems_from_rows(rows, source)
-
-
-def load_problems(spec: str | None = None, limit: int | None = None) -> list[dict]:
-    """Problems from "demo" (or None), a file (Bespoke-Stratos or custom columns), or a hub id."""
-    if spec is None or spec.strip() in ("", "demo"):
-        problems = demo_problems()
-        return problems[:limit] if limit else problems
-    spec = os.path.expanduser(spec.strip())
-    if _looks_like_hub_id(spec):
-        return load_stratos(spec, limit)
-    return load_problem_file(spec, limit)
+def load_stratos(source: str, limit: int | None = None) -> list[dict]:
+    """Bespoke-Stratos-format problems from a file or a hub id (e.g. bespokelabs/Bespoke-Stratos-17k)."""
+    return load_problems(source, limit)
 
 
 def load_explanation_file(path: str | Path) -> list[dict]:
     """Teacher explanations: rows with `question` (or `prompt`) and `explanation` (the body) or `completion`
-    (raw teacher output, cut at the first end tag; kept so a missing tag is penalised when scored)."""
+    (raw teacher output, cut at the first end tag; kept so a missing tag is penalised when scored).
+
+    Bad rows are skipped and logged; a file with no usable row raises WorkbenchError."""
+    return load_explanations_report(path).items
+
+
+def _explanation_row(row: dict, where: str) -> dict:
     from . import formats
 
-    p = Path(path)
-    out = []
-    for loc, row in read_rows(p):
-        q = _text_field(p, loc, row, QUESTION_COLUMNS)
-        completion = _text_field(p, loc, row, ("completion",), required=False)
-        if completion is not None:
-            body = formats.parse_completion(completion).body.strip()
-        else:
-            body = _text_field(p, loc, row, ("explanation",), required=False)
-            if body is None:
-                raise WorkbenchError(f"{p}: {loc}: missing column 'explanation' or 'completion' "
-                                     f"(the row has: {', '.join(map(str, row))})")
-            body = body.strip()
-        if not body:
-            raise WorkbenchError(f"{p}: {loc}, column {'completion' if completion is not None else 'explanation'!r}: is empty")
-        out.append({"question": q, "explanation": body, "completion": completion, "location": loc})
-    return out
+    q, _ = _text(where, row, QUESTION_COLUMNS)
+    completion, _ = _text(where, row, ("completion",), required=False)
+    if completion is not None:
+        body = formats.parse_completion(completion).body.strip()
+    else:
+        body, _ = _text(where, row, ("explanation",), required=False)
+        if body is None:
+            raise WorkbenchError(f"{where}: missing column 'explanation' or 'completion' "
+                                 f"(the row has: {', '.join(map(str, row))})")
+        body = body.strip()
+    if not body:
+        raise WorkbenchError(f"{where}, column {'completion' if completion is not None else 'explanation'!r}: is empty")
+    return {"question": q, "explanation": body, "completion": completion}
+
+
+def load_explanations_report(path: str | Path) -> Loaded:
+    """`load_explanation_file` with the skipped rows."""
+    loaded = normalize_rows(load_rows(path), _explanation_row)
+    for e in loaded.items:
+        e["location"] = e.pop("_loc")
+    return loaded.require("explanation")
 
 
 def normalize_question(text: str) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from . import formats
 from .errors import WorkbenchError
+from .io import finite_number
 from .rewards import RLTScorer
 
 COMPONENTS = ("reward", "r_ss", "r_kl", "solution_logprob_mean", "solution_logprob_min", "kl_mean", "kl_max",
@@ -77,20 +78,52 @@ def student_example(row: dict, system_prompt: str | None = None, tags: formats.T
     return out
 
 
+def _candidate_error(row, tags: formats.Tags) -> str | None:
+    """Why a row cannot be a candidate for the student set (None when it can)."""
+    if not isinstance(row, dict):
+        return f"expected an object, got {type(row).__name__}"
+    for key in ("question", "solution"):
+        v = row.get(key)
+        if not isinstance(v, str):
+            return f"column {key!r}: " + ("missing" if v is None else f"expected text, got {type(v).__name__}")
+        if not v.strip():
+            return f"column {key!r}: is empty"
+    if "reward" in row and row["reward"] is not None and finite_number(row["reward"]) is None:
+        return (f"column 'reward': expected a finite number, got {str(row['reward'])[:30]!r} (a row without a "
+                "reward is allowed: it ranks last)")
+    try:
+        explanation_body(row, tags)
+    except WorkbenchError as exc:
+        return str(exc)
+    return None
+
+
 def build_student_set(rows: Iterable[dict], tokenizer=None, max_tokens: int | None = None,
-                      system_prompt: str | None = None, tags: formats.Tags = formats.STRATOS) -> tuple[list[dict], dict]:
-    """Student SFT examples, one per problem (best-rewarded candidate that fits `max_tokens`), and statistics."""
+                      system_prompt: str | None = None, tags: formats.Tags = formats.STRATOS,
+                      locations: list[str] | None = None) -> tuple[list[dict], dict]:
+    """Student SFT examples, one per problem (best-rewarded candidate that fits `max_tokens`), and statistics.
+
+    A row that cannot be a candidate (no question or solution, a reward that is not a finite number, no
+    explanation) is skipped: `stats["skipped_rows"]` lists why, with `locations[i]` (e.g. "line 3") when given.
+    """
     if max_tokens is not None and tokenizer is None:
         raise WorkbenchError("max_tokens needs the student's tokenizer to count tokens")
     groups: OrderedDict[str, list[dict]] = OrderedDict()
-    for row in rows:
-        for key in ("question", "solution"):
-            if not isinstance(row.get(key), str) or not row[key].strip():
-                raise WorkbenchError(f"a row has no {key!r}: {str(row)[:120]}")
+    bad: list[str] = []
+    for i, row in enumerate(rows):
+        why = _candidate_error(row, tags)
+        if why is not None:
+            bad.append(f"{locations[i] if locations else f'row {i + 1}'}: {why}")
+            continue
         groups.setdefault(problem_key(row), []).append(row)
+
+    def reward(r: dict) -> float:
+        v = finite_number(r.get("reward"))
+        return float("-inf") if v is None else v
+
     examples, lengths, too_long, fallbacks = [], [], 0, 0
     for cands in groups.values():
-        cands = sorted(cands, key=lambda r: r.get("reward", float("-inf")), reverse=True)
+        cands = sorted(cands, key=reward, reverse=True)
         chosen = None
         for k, row in enumerate(cands):
             ex = student_example(row, system_prompt, tags)
@@ -104,13 +137,15 @@ def build_student_set(rows: Iterable[dict], tokenizer=None, max_tokens: int | No
         examples.append(chosen[0])
         if chosen[1] is not None:
             lengths.append(chosen[1])
-    rewards = [e["reward"] for e in examples if isinstance(e.get("reward"), (int, float))]
+    rewards = [finite_number(e.get("reward")) for e in examples]
+    rewards = [r for r in rewards if r is not None]
     stats = {"problems": len(groups), "examples": len(examples), "skipped_too_long": too_long,
-             "used_lower_ranked_candidate": fallbacks, "max_tokens": max_tokens}
+             "used_lower_ranked_candidate": fallbacks, "max_tokens": max_tokens, "skipped_bad_rows": len(bad)}
     if lengths:
         stats.update(tokens_mean=statistics.fmean(lengths), tokens_median=statistics.median(lengths), tokens_max=max(lengths))
     if rewards:
         stats.update(reward_mean=statistics.fmean(rewards))
+    stats["skipped_rows"] = bad
     return examples, stats
 
 

@@ -51,31 +51,20 @@ def _done_keys(path) -> set[tuple[str, int]]:
     """(problem_id, sample) pairs already in a generation file; a torn last line (a killed run) is dropped."""
     from pathlib import Path
 
-    from .io import iter_jsonl, write_jsonl_atomic
+    from .io import read_jsonl, write_jsonl_atomic
 
     p = Path(path)
-    if not p.is_file():
+    if not p.is_file() or p.stat().st_size == 0:
         return set()
     good, bad = [], 0
-    for _, obj, err in iter_jsonl(p):
-        if err or "problem_id" not in obj or "sample" not in obj:
+    for row in read_jsonl(p):
+        if not row.ok or "problem_id" not in row.data or not isinstance(row.data.get("sample"), int):
             bad += 1
             continue
-        good.append(obj)
+        good.append(row.data)
     if bad:  # rewrite without the broken lines so appends start from a clean file
         write_jsonl_atomic(p, good)
     return {(str(o["problem_id"]), int(o["sample"])) for o in good}
-
-
-def _append_rows(path, rows: list[dict]) -> None:
-    import json
-    import os
-
-    with open(path, "a", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def generate_explanations(teacher: str, problems: list[dict], output, *, n: int = 1, temperature: float = 0.7,
@@ -86,7 +75,8 @@ def generate_explanations(teacher: str, problems: list[dict], output, *, n: int 
     """Write `n` raw teacher completions per problem to `output` (JSONL, one row per completion).
 
     Resumable: rows already in `output` (same problem id and sample index) are skipped, and each batch is appended
-    and fsync'ed as soon as it is done, so a killed run loses at most one batch. `engine` is auto (vLLM when
+    and fsync'ed as soon as it is done, so a killed run loses at most one batch. A second run on the same `output`
+    is refused while one is writing it (a lock that dies with its process). `engine` is auto (vLLM when
     installed), vllm or transformers; `vllm_kwargs` go to `vllm.LLM` (e.g. tensor_parallel_size). Every row records
     the engine, model, dtype and sampling parameters that wrote it. Returns counts.
     """
@@ -94,44 +84,50 @@ def generate_explanations(teacher: str, problems: list[dict], output, *, n: int 
 
     from tqdm.auto import tqdm
 
+    from .io import append_jsonl, check_output, exclusive
+
     if batch_size < 1:
-        raise WorkbenchError("batch_size must be at least 1")
+        raise WorkbenchError(f"batch_size must be at least 1 (got {batch_size})")
+    if n < 1 or max_new_tokens < 1:
+        raise WorkbenchError(f"n and max_new_tokens must be at least 1 (got n={n}, max_new_tokens={max_new_tokens})")
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, n=n, seed=seed,
                             stop=[tags.explanation_end])
+    check_output(output)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    done = _done_keys(output)
-    # a problem is generated when any of its samples is missing; its samples already written are not written again
-    todo = [p for p in problems if any((str(p["id"]), k) not in done for k in range(n))]
-    missing = sum((str(p["id"]), k) not in done for p in problems for k in range(n))
-    stats = {"problems": len(problems), "requested": len(problems) * n, "skipped_done": len(problems) * n - missing,
-             "written": 0, "with_end_tag": 0, "engine": None}
-    if not todo:
+    with exclusive(output, "another `workbench generate`"):
+        done = _done_keys(output)
+        # a problem is generated when any of its samples is missing; its samples already written are not written again
+        todo = [p for p in problems if any((str(p["id"]), k) not in done for k in range(n))]
+        missing = sum((str(p["id"]), k) not in done for p in problems for k in range(n))
+        stats = {"problems": len(problems), "requested": len(problems) * n, "skipped_done": len(problems) * n - missing,
+                 "written": 0, "with_end_tag": 0, "engine": None}
+        if not todo:
+            return stats
+        eng = make_engine(teacher, engine, device=device, dtype=dtype, seed=seed, batch_size=batch_size, **vllm_kwargs)
+        stats["engine"] = eng.name
+        meta = {"teacher": teacher, **provenance(eng, params)}
+        prompts = [formats.teacher_prompt(eng.tokenizer, p["question"], p["solution"], system_prompt, tags) for p in todo]
+        # chunks of problems: transformers runs `batch_size` prompts per forward; vLLM takes a large chunk at once
+        chunk = batch_size if eng.name == "transformers" else max(batch_size, 256)
+        bar = tqdm(total=missing, desc=f"generating ({eng.name})", unit="completion", disable=not progress)
+        for a in range(0, len(todo), chunk):
+            part = todo[a:a + chunk]
+            samples = eng.generate(prompts[a:a + chunk], dataclasses.replace(params, seed=seed + a))
+            rows = []
+            for p, outs in zip(part, samples):
+                for k, smp in enumerate(outs):
+                    if (str(p["id"]), k) in done:
+                        continue
+                    end = smp.text.find(tags.explanation_end)
+                    rows.append({"problem_id": p["id"], "sample": k, "question": p["question"], "solution": p["solution"],
+                                 "completion": smp.text, "has_end_tag": end >= 0, "completion_tokens": smp.tokens,
+                                 "finish_reason": smp.finish_reason, **meta})
+            append_jsonl(output, rows)
+            stats["written"] += len(rows)
+            stats["with_end_tag"] += sum(r["has_end_tag"] for r in rows)
+            bar.update(len(rows))
+        bar.close()
         return stats
-    eng = make_engine(teacher, engine, device=device, dtype=dtype, seed=seed, batch_size=batch_size, **vllm_kwargs)
-    stats["engine"] = eng.name
-    meta = {"teacher": teacher, **provenance(eng, params)}
-    prompts = [formats.teacher_prompt(eng.tokenizer, p["question"], p["solution"], system_prompt, tags) for p in todo]
-    # chunks of problems: transformers runs `batch_size` prompts per forward; vLLM takes a large chunk at once
-    chunk = batch_size if eng.name == "transformers" else max(batch_size, 256)
-    bar = tqdm(total=missing, desc=f"generating ({eng.name})", unit="completion", disable=not progress)
-    for a in range(0, len(todo), chunk):
-        part = todo[a:a + chunk]
-        samples = eng.generate(prompts[a:a + chunk], dataclasses.replace(params, seed=seed + a))
-        rows = []
-        for p, outs in zip(part, samples):
-            for k, smp in enumerate(outs):
-                if (str(p["id"]), k) in done:
-                    continue
-                end = smp.text.find(tags.explanation_end)
-                rows.append({"problem_id": p["id"], "sample": k, "question": p["question"], "solution": p["solution"],
-                             "completion": smp.text, "has_end_tag": end >= 0, "completion_tokens": smp.tokens,
-                             "finish_reason": smp.finish_reason, **meta})
-        _append_rows(output, rows)
-        stats["written"] += len(rows)
-        stats["with_end_tag"] += sum(r["has_end_tag"] for r in rows)
-        bar.update(len(rows))
-    bar.close()
-    return stats
 
 
 __all__ = ["stream_explanation", "generate_explanation", "generate_explanations"]

@@ -124,9 +124,9 @@ def write_jsonl(path: str | Path, rows: list[dict]) -> str:
 
 def read_jsonl(path: str | Path) -> list[dict]:
     """The rows of a JSONL file (torn or blank lines skipped)."""
-    from .io import iter_jsonl
+    from .io import read_jsonl
 
-    return [row for _, row, _ in iter_jsonl(path) if row is not None]
+    return [row.data for row in read_jsonl(path) if row.ok]
 
 
 def read_json(path: str | Path) -> dict | None:

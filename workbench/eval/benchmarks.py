@@ -29,12 +29,11 @@ evaluating the expression (`grading.grade_countdown`). Three levels: `countdown`
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..errors import WorkbenchError
+from ..io import as_integer
 
 GPQA_SHUFFLE_SEED = 41
 COUNTDOWN_SEED = 1234
@@ -195,60 +194,100 @@ def _first(row: dict, names: tuple[str, ...]):
     return None
 
 
-def _rows_to_problems(bench: Benchmark, rows: list[tuple[str, dict]], origin: str) -> list[dict]:
-    """Turn raw rows (hub or file) into problems; `origin` names the source in error messages."""
-    problems: list[dict] = []
-    if bench.name == "aime24" and rows and any("url" in r for _, r in rows):
-        rows = [(loc, r) for loc, r in rows if "2024" in str(r.get("url") or "")]
-        if not rows:
-            raise WorkbenchError(f"{origin}: no row has '2024' in its url column (AIME 2024 is selected by url)")
-    rng = random.Random(GPQA_SHUFFLE_SEED)
-    for k, (loc, row) in enumerate(rows):
-        meta = {"source": origin, "row": loc}
-        if bench.kind == "countdown":
-            if "numbers" not in row or "target" not in row:
-                raise WorkbenchError(f"{origin} {loc}: a countdown row needs `numbers` (list of integers) and `target`")
-            numbers = row["numbers"]
-            if not isinstance(numbers, list) or not numbers or not all(isinstance(x, int) for x in numbers):
-                raise WorkbenchError(f"{origin} {loc}: `numbers` must be a non-empty list of integers")
-            problems.append(countdown_problem(numbers, int(row["target"]), str(row.get("id", f"countdown-{k:04d}")), meta))
-            continue
-        pid = str(_first(row, ("id", "unique_id", "url", "Record ID")) or f"{bench.name}-{k:04d}")
-        if bench.kind == "mcq":
-            if "Correct Answer" in row:
-                question, gold = gpqa_options(row, rng)
-            else:
-                question, gold = _first(row, ("question", "prompt", "problem")), _first(row, ("answer", "gold"))
-                if question is None or gold is None or str(gold).strip() not in ("A", "B", "C", "D"):
-                    raise WorkbenchError(f"{origin} {loc}: a GPQA row needs Question, Correct Answer, Incorrect "
-                                         "Answer 1..3 (raw GPQA) or question (with options) and answer (A-D)")
-                gold = str(gold).strip()
-            problems.append({"id": pid, "question": str(question), "gold": gold, "kind": "mcq", "meta": meta})
-            continue
-        question = _first(row, ("problem", "question", "prompt"))
-        gold = _first(row, ("answer", "gold"))
-        if gold is None and row.get("solution"):
-            gold = _last_boxed(str(row["solution"]))
-        if question is None or gold is None:
-            raise WorkbenchError(f"{origin} {loc}: a {bench.title} row needs `problem` (or question) and `answer` "
-                                 "(or a solution with a \\boxed{} answer)")
-        problems.append({"id": pid, "question": str(question), "gold": str(gold).strip(), "kind": "math", "meta": meta})
-    seen: dict[str, int] = {}
-    for p in problems:  # ids must be unique: records are keyed by them when a run resumes
-        if p["id"] in seen:
-            seen[p["id"]] += 1
-            p["id"] = f"{p['id']}#{seen[p['id']]}"
+def _row_to_problem(bench: Benchmark, loc: str, row: dict, k: int, origin: str, rng: random.Random) -> dict:
+    """One raw row (hub or file) -> a problem; raises WorkbenchError naming `origin`, the row and the column."""
+    where = f"{origin}: {loc}"
+    meta = {"source": origin, "row": loc}
+    if bench.kind == "countdown":
+        if "numbers" not in row or "target" not in row:
+            raise WorkbenchError(f"{where}: a countdown row needs `numbers` (list of integers) and `target`")
+        numbers = row["numbers"]
+        if (not isinstance(numbers, list) or not numbers
+                or any(as_integer(x) is None or not 0 < as_integer(x) < 10**9 for x in numbers)):
+            raise WorkbenchError(f"{where}, column 'numbers': must be a non-empty list of integers (each from 1 to "
+                                 f"10^9), got {str(numbers)[:60]}")
+        target = as_integer(row["target"])
+        if target is None or abs(target) >= 10**12:
+            raise WorkbenchError(f"{where}, column 'target': must be an integer below 10^12, got "
+                                 f"{str(row['target'])[:40]!r}")
+        return countdown_problem([as_integer(x) for x in numbers], target, str(row.get("id", f"countdown-{k:04d}")), meta)
+    pid = str(_first(row, ("id", "unique_id", "url", "Record ID")) or f"{bench.name}-{k:04d}")
+    if bench.kind == "mcq":
+        if "Correct Answer" in row:
+            if not all(isinstance(row.get(c), (str, int, float)) for c in GPQA_COLUMNS):
+                raise WorkbenchError(f"{where}: a raw GPQA row needs text in {', '.join(GPQA_COLUMNS)}")
+            question, gold = gpqa_options(row, rng)
         else:
-            seen[p["id"]] = 0
-    return problems
+            question, gold = _first(row, ("question", "prompt", "problem")), _first(row, ("answer", "gold"))
+            if not isinstance(question, str) or gold is None or str(gold).strip() not in ("A", "B", "C", "D"):
+                raise WorkbenchError(f"{where}: a GPQA row needs Question, Correct Answer, Incorrect Answer 1..3 "
+                                     "(raw GPQA) or question (with options) and answer (A-D)")
+            gold = str(gold).strip()
+        return {"id": pid, "question": str(question), "gold": gold, "kind": "mcq", "meta": meta}
+    question = _first(row, ("problem", "question", "prompt"))
+    gold = _first(row, ("answer", "gold"))
+    if gold is None and isinstance(row.get("solution"), str):
+        gold = _last_boxed(row["solution"])
+    if not isinstance(question, str) or gold is None:
+        raise WorkbenchError(f"{where}: a {bench.title} row needs `problem` (or question) as text and `answer` "
+                             "(or a solution with a \\boxed{} answer)")
+    if not isinstance(gold, (str, int, float)) or isinstance(gold, bool):
+        raise WorkbenchError(f"{where}, column 'answer': expected text or a number, got {type(gold).__name__}")
+    return {"id": pid, "question": question, "gold": str(gold).strip(), "kind": "math", "meta": meta}
 
 
-def _hub_rows(hub_id: str, config: str | None, split: str) -> list[tuple[str, dict]]:
+GPQA_COLUMNS = ("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
+
+
+def load_benchmark_report(name: str, data: str | None = None, limit: int | None = None,
+                          loader: Callable[[str, str | None, str], list] | None = None):
+    """Problems of a benchmark, in dataset order, at most `limit` of them, with the rows that were skipped.
+
+    data: None for the benchmark's own source (its hub dataset, or the built-in generator), else a local
+    file, a dataset folder or another hub id, read by the one data layer (`workbench.data.load_rows`).
+    `loader(hub_id, config, split)` replaces the hub access (tests). Returns a `workbench.data.Loaded`.
+    """
+    from ..data import Loaded, dedupe_ids, in_file_order, load_rows
+
+    bench = get_benchmark(name)
+    if limit is not None and limit < 1:
+        raise WorkbenchError(f"--limit must be at least 1 (got {limit})")
+    if bench.kind == "countdown" and data is None:
+        return Loaded(countdown_problems(bench.countdown["level"], n=limit or COUNTDOWN_SIZE), [], bench.name)
+    if data is None:
+        rows = load_rows(bench.hub_id, bench.split or "train", bench.config, hub=loader or _hub_rows)
+        rows.origin = bench.hub_id or bench.name
+    else:
+        rows = load_rows(str(data), bench.split or "train", bench.config, hub=loader or _hub_rows)
+    items = rows.items
+    if bench.name == "aime24" and any("url" in r.data for r in items):
+        items = [r for r in items if "2024" in str(r.data.get("url") or "")]
+        if not items:
+            raise WorkbenchError(f"{rows.origin}: no row has '2024' in its url column (AIME 2024 is selected by url)")
+    # GPQA options are shuffled over the whole dataset in order, then the limit applies (same as a full run)
+    rng = random.Random(GPQA_SHUFFLE_SEED)
+    problems, skipped = [], list(rows.skipped)
+    for k, r in enumerate(items):
+        try:
+            problems.append(_row_to_problem(bench, r.loc, r.data, k, rows.origin, rng))
+        except WorkbenchError as exc:
+            skipped.append(str(exc))
+    dedupe_ids(problems, first_suffix=1)  # ids must be unique: records are keyed by them when a run resumes
+    out = Loaded(problems[:limit] if limit else problems, in_file_order(skipped), rows.origin)
+    return out.require("problem")
+
+
+def load_benchmark(name: str, data: str | None = None, limit: int | None = None,
+                   loader: Callable[[str, str | None, str], list] | None = None) -> list[dict]:
+    """Problems of a benchmark (see `load_benchmark_report`); bad rows are skipped and logged."""
+    return load_benchmark_report(name, data, limit, loader).items
+
+
+def _hub_rows(hub_id: str, config: str | None, split: str) -> list:
+    """The hub rows of a benchmark, with a message on how to get them offline when the hub is out of reach."""
     try:
         import datasets
-    except ImportError:  # pragma: no cover - a dependency
-        raise WorkbenchError("loading hub datasets needs the `datasets` package: pip install datasets") from None
-    try:
+
         ds = datasets.load_dataset(hub_id, config, split=split)
     except Exception as exc:  # offline, gated, missing: all the same to the user
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -261,60 +300,5 @@ def _hub_rows(hub_id: str, config: str | None, split: str) -> list[tuple[str, di
     return [(f"row {i}", dict(r)) for i, r in enumerate(ds)]
 
 
-def _folder_rows(path: Path, config: str | None, split: str) -> list[tuple[str, dict]]:
-    import datasets
-
-    try:
-        if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
-            ds = datasets.load_from_disk(str(path))
-            if isinstance(ds, datasets.DatasetDict):
-                if split not in ds:
-                    raise WorkbenchError(f"{path}: no split {split!r} (has {', '.join(ds)})")
-                ds = ds[split]
-        else:
-            ds = datasets.load_dataset(str(path), config, split=split)
-    except WorkbenchError:
-        raise
-    except Exception as exc:
-        raise WorkbenchError(f"{path}: could not read it as a dataset folder (split {split}): "
-                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    return [(f"row {i}", dict(r)) for i, r in enumerate(ds)]
-
-
-def load_benchmark(name: str, data: str | None = None, limit: int | None = None,
-                   loader: Callable[[str, str | None, str], list[tuple[str, dict]]] | None = None) -> list[dict]:
-    """Problems of a benchmark, in dataset order, at most `limit` of them.
-
-    data: None for the benchmark's own source (its hub dataset, or the built-in generator), else a local
-    file, a dataset folder or another hub id. `loader(hub_id, config, split)` replaces the hub access (tests).
-    """
-    bench = get_benchmark(name)
-    if limit is not None and limit < 1:
-        raise WorkbenchError(f"--limit must be at least 1 (got {limit})")
-    if bench.kind == "countdown" and data is None:
-        return countdown_problems(bench.countdown["level"], n=limit or COUNTDOWN_SIZE)
-    if data is None:
-        origin = bench.hub_id or bench.name
-        rows = (loader or _hub_rows)(bench.hub_id, bench.config, bench.split)  # type: ignore[arg-type]
-    else:
-        p = Path(str(data)).expanduser()
-        origin = str(data)
-        if p.is_dir():
-            rows = _folder_rows(p, bench.config, bench.split or "train")
-        elif p.exists():
-            from ..data import read_rows
-
-            rows = read_rows(p)
-        elif re.fullmatch(r"[\w.-]+/[\w.-]+", str(data)):
-            rows = (loader or _hub_rows)(str(data), bench.config, bench.split or "train")
-        else:
-            raise WorkbenchError(f"--data {data!r}: no such file or folder, and not a hub id (org/name)")
-    if not rows:
-        raise WorkbenchError(f"{origin}: no rows")
-    # GPQA options are shuffled over the whole dataset in order, then the limit applies (same as a full run)
-    problems = _rows_to_problems(bench, rows, origin)
-    return problems[:limit] if limit else problems
-
-
 __all__ = ["Benchmark", "BENCHMARKS", "COUNTDOWN_LEVELS", "GPQA_SHUFFLE_SEED", "list_benchmarks", "get_benchmark",
-           "load_benchmark", "countdown_problems", "countdown_problem", "gpqa_options"]
+           "load_benchmark", "load_benchmark_report", "countdown_problems", "countdown_problem", "gpqa_options"]

@@ -282,7 +282,14 @@ def _parse_countdown_gold(gold) -> tuple[Fraction, list[int]]:
             raise WorkbenchError('countdown gold must be JSON like {"target": 24, "numbers": [3, 8, 1]}') from None
     if not isinstance(gold, dict) or "target" not in gold or "numbers" not in gold:
         raise WorkbenchError('countdown gold must be an object like {"target": 24, "numbers": [3, 8, 1]}')
-    return Fraction(gold["target"]), [int(n) for n in gold["numbers"]]
+    from ..io import as_integer
+
+    target, numbers = as_integer(gold["target"]), gold["numbers"]
+    if target is None:
+        raise WorkbenchError(f"countdown gold: target must be an integer, got {str(gold['target'])[:40]!r}")
+    if not isinstance(numbers, list) or not numbers or any(as_integer(n) is None for n in numbers):
+        raise WorkbenchError(f"countdown gold: numbers must be a non-empty list of integers, got {str(numbers)[:60]}")
+    return Fraction(target), [as_integer(n) for n in numbers]
 
 
 def grade_countdown(gold, prediction: str) -> Verdict:
@@ -595,6 +602,9 @@ def grade_rows(rows: Iterable[dict], *, timeout_s: float = DEFAULT_TIMEOUT_S, sk
                            skythought_grader=v.skythought_grader)
         except WorkbenchError as exc:
             out.update(equal=False, extracted=None, status="error", error=str(exc))
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # one bad row never stops a file
+            out.update(equal=False, extracted=None, status="error",
+                       error=f"cannot grade this row ({type(exc).__name__}: {str(exc)[:200]})")
         yield out
 
 
@@ -604,14 +614,10 @@ def grade_file(input_path, output_path, *, timeout_s: float = DEFAULT_TIMEOUT_S,
 
     Returns counts: {"rows", "equal", "errors", "by_kind": {kind: {"rows", "equal"}}, "skythought": {...}}.
     """
-    from ..io import iter_jsonl, write_jsonl_atomic
+    from ..io import check_output, read_rows, write_jsonl_atomic
 
-    lines = list(iter_jsonl(input_path))
-    if not lines:
-        raise WorkbenchError(f"{input_path}: the file has no lines to grade")
-    rows: list[dict] = []
-    for n, obj, err in lines:
-        rows.append({"line": n, "_bad": err} if obj is None else obj)
+    check_output(output_path, inputs=[input_path])
+    rows: list[dict] = [r.data if r.ok else {"line": r.number, "_bad": r.error} for r in read_rows(input_path)]
     graded = []
     for row in rows:
         if "_bad" in row:

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import WorkbenchError
-from ..io import write_atomic
+from ..io import check_output, write_atomic
 from . import benchmarks as bm
 from . import grading
 from .presets import Preset, get_preset
@@ -276,7 +276,11 @@ chat_prompt and generate, as in `workbench.sampling`).
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t_start = time.time()
     bench, preset, out = resolve(config)
-    problems = bm.load_benchmark(bench.name, config.data, config.limit)
+    check_output(out / RECORDS_FILE, what="--output")
+    loaded = bm.load_benchmark_report(bench.name, config.data, config.limit)
+    problems = loaded.items
+    if loaded.skipped:
+        say(loaded.note())
     stored = {"benchmark": bench.name, "model": config.model, "preset": preset.to_dict(), "data": config.data,
               "system_prompt": preset.system_for(config.model),
               "skythought": config.skythought, **{k: getattr(config, k) for k in _RESUME_FREE if k != "output_dir"}}
@@ -344,7 +348,8 @@ chat_prompt and generate, as in `workbench.sampling`).
                         n_done += 1
                 if progress:
                     progress(n_done, total, f"{n_done}/{total} samples")
-    summary = write_summary(out, problems, preset, bench, config, complete=not stopped, wall_s=time.time() - t_start)
+    summary = write_summary(out, problems, preset, bench, config, complete=not stopped, wall_s=time.time() - t_start,
+                            skipped_rows=loaded.skipped)
     acc = summary["accuracy"]
     say(f"{bench.title}: accuracy {acc:.3f} ± {summary['accuracy_stderr']:.3f} over {summary['problems']} problems"
         if acc is not None else f"{bench.title}: no finished samples")
@@ -372,7 +377,7 @@ def _with_skythought_verdicts(records: list[dict], config: EvalConfig) -> list[d
 
 
 def write_summary(out: Path, problems: list[dict], preset: Preset, bench: bm.Benchmark, config: EvalConfig,
-                  complete: bool = True, wall_s: float | None = None) -> dict:
+                  complete: bool = True, wall_s: float | None = None, skipped_rows: list[str] | None = None) -> dict:
     """Compute the summary of a run folder from its records and write summary.json atomically.
 
     `accuracy` is the headline score, graded by `headline_grader` (Math-Verify for math, the workbench's letter
@@ -405,6 +410,8 @@ def write_summary(out: Path, problems: list[dict], preset: Preset, bench: bm.Ben
                                       "some samples have no SkyThought verdict")
     if wall_s is not None:
         summary["time"]["wall_s"] = round(wall_s, 3)
+    if skipped_rows:  # rows of --data that could not be read or are not problems: not in the run, named here
+        summary["skipped_rows"] = {"count": len(skipped_rows), "first": skipped_rows[:20]}
     write_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
     return summary
 

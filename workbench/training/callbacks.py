@@ -61,7 +61,7 @@ def truncate_jsonl_after(path: str | Path, step: int, key: str = "step") -> int:
     if not p.is_file():
         return 0
     keep, dropped = [], 0
-    for line in p.read_text(encoding="utf-8").splitlines():
+    for line in p.read_text(encoding="utf-8").split("\n"):
         if not line.strip():
             continue
         try:

@@ -187,7 +187,7 @@ def make_problems(n: int = N_PROBLEMS, n_heldout: int = N_HELDOUT, seed: int = S
 
 def _shipped() -> list[dict]:
     text = resources.files("workbench").joinpath(FILE).read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
 
 
 def make_test_problems(n: int = N_TEST, seed: int = TEST_SEED) -> list[dict]:
