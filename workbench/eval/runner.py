@@ -250,14 +250,35 @@ def resolve(config: EvalConfig) -> tuple[bm.Benchmark, Preset, Path]:
     return bench, preset, out
 
 
+def _same_data(old, new) -> bool:
+    """A run recorded with a relative --data (before paths were stored absolute) resumes with the same file given
+    as an absolute path: the absolute path ends with the relative one."""
+    if not isinstance(old, str) or not isinstance(new, str) or os.path.isabs(old) == os.path.isabs(new):
+        return False
+    rel, ab = (Path(old), Path(new)) if os.path.isabs(new) else (Path(new), Path(old))
+    parts = [p for p in rel.parts if p != "."]
+    return ".." not in parts and list(ab.parts[-len(parts):]) == parts
+
+
+def local_data(data: str | None) -> str | None:
+    """--data as stored in a run: an existing local file or folder as an absolute path; a hub id as typed."""
+    if data and not data.startswith(("hf://",)) and Path(data).expanduser().exists():
+        return str(Path(data).expanduser().resolve())
+    return data
+
+
 def _check_config(out: Path, stored: dict) -> None:
     path = out / CONFIG_FILE
     if not path.is_file():
         if (out / RECORDS_FILE).is_file():
             raise WorkbenchError(f"{out} has records but no {CONFIG_FILE}; use another --output folder")
         return
-    old = json.loads(path.read_text(encoding="utf-8"))
-    diffs = [k for k in sorted(set(old) | set(stored)) if k not in _RESUME_FREE and old.get(k) != stored.get(k)]
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WorkbenchError(f"{path} is not readable ({exc}); use another --output folder, or --overwrite") from None
+    diffs = [k for k in sorted(set(old) | set(stored)) if k not in _RESUME_FREE and old.get(k) != stored.get(k)
+             and not (k == "data" and _same_data(old.get(k), stored.get(k)))]
     if diffs:
         raise WorkbenchError(f"{out} holds a run with other settings ({', '.join(diffs)} differ); resume it with the "
                              "same settings, or pass another --output folder (or --overwrite to start it again)")
@@ -281,7 +302,7 @@ chat_prompt and generate, as in `workbench.sampling`).
     problems = loaded.items
     if loaded.skipped:
         say(loaded.note())
-    stored = {"benchmark": bench.name, "model": config.model, "preset": preset.to_dict(), "data": config.data,
+    stored = {"benchmark": bench.name, "model": config.model, "preset": preset.to_dict(), "data": local_data(config.data),
               "system_prompt": preset.system_for(config.model),
               "skythought": config.skythought, **{k: getattr(config, k) for k in _RESUME_FREE if k != "output_dir"}}
     records_path = out / RECORDS_FILE
