@@ -69,11 +69,24 @@ def default_student_system_prompt(tags: Tags = STRATOS) -> str:
 
 
 def load_prompt(path: str | Path) -> str:
-    """Read a system prompt from a UTF-8 file, verbatim except for trailing newlines (editors add one)."""
+    """Read a system prompt from a UTF-8 file, verbatim except for trailing newlines (editors add one) and a BOM."""
     p = Path(path)
+    if p.is_dir():
+        raise WorkbenchError(f"prompt file {str(p)!r} is a folder; give the text file itself")
     if not p.is_file():
         raise WorkbenchError(f"prompt file {str(p)!r} does not exist")
-    text = p.read_text(encoding="utf-8").rstrip("\n")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise WorkbenchError(f"prompt file {str(p)!r} cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise WorkbenchError(
+            f"prompt file {str(p)!r} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); save it as "
+            f"UTF-8, e.g. `iconv -f latin1 -t utf-8 {p.name} > {p.stem}.utf8{p.suffix}` for a Latin-1 file") from None
+    text = text.removeprefix("\ufeff").rstrip("\n")
     if not text.strip():
         raise WorkbenchError(f"prompt file {str(p)!r} is empty")
     return text

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -110,15 +112,97 @@ def resolve_model_path(name: str) -> str:
     return name  # a hub id
 
 
+_CONVERT = (  # a trusted pickle checkpoint -> model.safetensors beside it (transformers then prefers the safetensors)
+    "python -c \"import glob, torch; from transformers import AutoConfig, AutoModelForCausalLM as M; d = '{folder}'; "
+    "sd = {{}}; [sd.update(torch.load(f, weights_only=False)) for f in sorted(glob.glob(d + '/pytorch_model*.bin'))]; "
+    "m = M.from_config(AutoConfig.from_pretrained(d)); "
+    "print(m.load_state_dict({{k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}}, strict=False)); "
+    "m.save_pretrained(d)\""
+)
+
+
+def _weights_reason(exc: Exception) -> str:
+    """The useful line of a torch/safetensors loading error."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. Please use|\n\n|$)", text, re.S)
+    line = m.group(1) if m else (text.strip().splitlines() or [type(exc).__name__])[0]
+    return " ".join(line.split())[:300]
+
+
+def _weights_error(name: str, file: Path, exc: Exception) -> WorkbenchError:
+    reason = _weights_reason(exc)
+    folder = file.parent
+    if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
+        return WorkbenchError(
+            f"model folder {name!r} holds only pickle weights ({file.name}), and torch refuses to load them safely "
+            f"(weights_only=True: {reason}). Loading a pickle can run code, so the workbench never loads one "
+            "unsafely. If you trust where the file comes from, convert it to safetensors once (it is written beside "
+            f"it, and used from then on): {_CONVERT.format(folder=folder)}. Otherwise get the model's .safetensors "
+            "weights from its publisher.")
+    if file.suffix == ".bin":
+        return WorkbenchError(
+            f"model folder {name!r}: the weights file {file.name} cannot be read as PyTorch weights ({reason}); it "
+            "is corrupt or truncated, or a pickle that torch cannot load safely. Download the model again, "
+            "preferably its .safetensors weights.")
+    return WorkbenchError(f"model folder {name!r}: the weights file {file.name} cannot be read ({reason}); it is "
+                          "corrupt or truncated: download or save the model again.")
+
+
+def check_weights(path: str | Path, name: str | None = None) -> None:
+    """Check that a local model folder's weights can be loaded, cheaply and without running any pickle code.
+
+    safetensors files: their headers are read. Only when there are none (transformers prefers them), the
+    `pytorch_model*.bin` pickles are opened the way transformers opens them (torch.load with weights_only=True,
+    memory-mapped, so no tensor data is read). Hub ids and alias names that are not folders are left alone.
+    """
+    folder = Path(os.path.expanduser(str(path)))
+    name = str(path) if name is None else name
+    if not folder.is_dir():
+        return
+    safetensors = sorted(folder.glob("*.safetensors"))
+    if safetensors:
+        from safetensors import safe_open
+
+        for f in safetensors:
+            try:
+                with safe_open(str(f), framework="pt"):
+                    pass
+            except Exception as exc:  # SafetensorError, OSError: unreadable header
+                raise _weights_error(name, f, exc) from None
+        return
+    for f in sorted(folder.glob("pytorch_model*.bin")):
+        try:
+            try:
+                torch.load(f, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:
+                if "mmap" not in str(exc):
+                    raise
+                torch.load(f, map_location="cpu", weights_only=True)  # the legacy (pre-zip) format: read it all
+        except Exception as exc:  # UnpicklingError (refused or corrupt), RuntimeError, EOFError ...
+            raise _weights_error(name, f, exc) from None
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                    "spiece.model")
+
+
 def load_tokenizer(name: str = DEFAULT_MODEL):
     """Load the tokenizer of a model (alias, folder or hub id); sets a pad token if the model has none."""
     from transformers import AutoTokenizer
 
     path = resolve_model_path(name)
+    folder = Path(path)
+    if folder.is_dir() and not (any((folder / f).is_file() for f in _TOKENIZER_FILES) or any(folder.glob("*.tiktoken"))):
+        raise WorkbenchError(
+            f"model folder {name!r} has no tokenizer (none of {', '.join(_TOKENIZER_FILES[:3])} ...): save it beside "
+            "the model, e.g. `AutoTokenizer.from_pretrained(BASE).save_pretrained(FOLDER)` with the model it was "
+            "trained from")
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except OSError as exc:
         raise WorkbenchError(_hub_hint(name, exc)) from exc
+    except ValueError as exc:  # e.g. tokenizer files transformers cannot turn into a fast tokenizer
+        raise WorkbenchError(f"could not load the tokenizer of model {name!r}: {str(exc).splitlines()[0]}") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -134,7 +218,17 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device = "auto", d
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or default_dtype(dev))
     except OSError as exc:
         raise WorkbenchError(_hub_hint(name, exc)) from exc
+    except Exception as exc:
+        if _is_weights_error(exc):
+            check_weights(path, name)  # says which file, and what to do
+            raise WorkbenchError(f"could not load the weights of model {name!r}: {_weights_reason(exc)}") from None
+        raise
     return model.to(dev).eval()
+
+
+def _is_weights_error(exc: Exception) -> bool:
+    """A pickle torch refuses or cannot read, or a safetensors file that is not one."""
+    return isinstance(exc, pickle.UnpicklingError) or type(exc).__name__ == "SafetensorError"
 
 
 def load_model_and_tokenizer(name: str = DEFAULT_MODEL, device: str | torch.device = "auto", dtype=None):

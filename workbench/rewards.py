@@ -488,6 +488,35 @@ class RLTScorer:
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
+    def _vocab_size(self) -> int:
+        """How many token ids the tokenizer and the models know (a model's embedding may be padded past the tokenizer)."""
+        sizes = [len(self.tokenizer)]
+        for model in (self.teacher, self.student):
+            size = getattr(getattr(model, "config", None), "vocab_size", None)
+            if isinstance(size, int):
+                sizes.append(size)
+        return max(sizes)
+
+    def _completion_ids(self, ids, check_range: bool = True) -> list[int] | None:
+        """An item's `completion_ids`, checked: a list of integers, each (check_range) a token id of the vocabulary."""
+        if ids is None:
+            return None
+        if not isinstance(ids, (list, tuple)):
+            raise WorkbenchError(f"'completion_ids': expected a list of token ids, got {_kind(ids)}")
+        vocab = None
+        for k, i in enumerate(ids):
+            if isinstance(i, bool) or not isinstance(i, int):
+                raise WorkbenchError(f"'completion_ids': expected a list of token ids (integers), got {_kind(i)} "
+                                     f"at position {k}")
+            if not check_range:
+                continue
+            vocab = vocab or self._vocab_size()
+            if not 0 <= i < vocab:
+                shown = str(i) if abs(i) < 10**12 else f"{'-' if i < 0 else ''}(a {i.bit_length()}-bit integer)"
+                raise WorkbenchError(f"'completion_ids': token id {shown} at position {k} is out of range (the "
+                                     f"vocabulary has ids 0 to {vocab - 1}); were the ids made with another tokenizer?")
+        return list(ids)
+
     def _max_len(self, model) -> int:
         if self.config.max_length:
             return self.config.max_length
@@ -496,24 +525,28 @@ class RLTScorer:
     def prepare(self, item: dict, index: int = 0) -> _Prepared:
         """Build both texts, tokenise them and find the scored token positions. Raises WorkbenchError."""
         cfg, tags = self.config, self.config.tags
-        question, solution = item.get("question"), item.get("solution")
-        if not isinstance(question, str) or not question.strip():
-            raise WorkbenchError("missing or empty 'question'")
-        if not isinstance(solution, str) or not solution.strip():
-            raise WorkbenchError("empty solution: there is nothing for the student to predict")
-        ids_in = item.get("completion_ids")
-        if ids_in is not None and (not isinstance(ids_in, (list, tuple)) or not all(isinstance(i, int) for i in ids_in)):
-            raise WorkbenchError("'completion_ids' must be a list of token ids")
-        prompt = formats.teacher_prompt(self.tokenizer, question, solution, cfg.teacher_system_prompt, tags)
+        question = _text_field(item, "question", "the problem")
+        if not question.strip():
+            raise WorkbenchError("'question' is empty: there is no problem to explain")
+        solution = _text_field(item, "solution", "the reference solution")
+        if not solution.strip():
+            raise WorkbenchError("empty solution: 'solution' has no text, so there is nothing for the student to predict")
+        if item.get("completion") is not None:
+            _text_field(item, "completion", "")
         generated = cfg.teacher_tokenization == "generated"
+        # the ids are used in "generated" mode, or in place of a missing completion text; otherwise only typed
+        ids_in = self._completion_ids(item.get("completion_ids"),
+                                      check_range=generated or item.get("completion") is None)
+        prompt = formats.teacher_prompt(self.tokenizer, question, solution, cfg.teacher_system_prompt, tags)
         if isinstance(item.get("completion"), str):
             raw = item["completion"]
         elif ids_in is not None:
             raw = None
-        elif isinstance(item.get("explanation"), str):
-            raw = formats.format_completion(item["explanation"], tags)
+        elif item.get("explanation") is not None:
+            raw = formats.format_completion(_text_field(item, "explanation", ""), tags)
         else:
-            raise WorkbenchError("each item needs 'completion' (raw teacher text) or 'explanation' (body) as a string")
+            raise WorkbenchError("the item needs 'completion' (the raw teacher text), 'completion_ids' or "
+                                 "'explanation' (the explanation body)")
         if generated:  # the sampled ids (or the text tokenised alone) and their characters
             c_ids = list(ids_in) if ids_in is not None else self._encode(raw)[0]
             special = set(self.tokenizer.all_special_ids)
@@ -581,6 +614,8 @@ class RLTScorer:
                 prepared.append(self.prepare(item, i))
             except WorkbenchError as exc:
                 results[i].error = str(exc)
+            except (TypeError, ValueError, OverflowError, IndexError, KeyError, RecursionError) as exc:
+                results[i].error = f"cannot score this item ({type(exc).__name__}: {exc})"  # never the whole batch
         if not prepared:
             return results
         bar = None
@@ -641,6 +676,33 @@ class RLTScorer:
                                         s_expl_lp.tolist(), kl.tolist())
             ],
         )
+
+
+def _kind(value) -> str:
+    """How a JSON value reads in an error message: text, a number, a list ..."""
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if value is None:
+        return "null"
+    return f"a {type(value).__name__}"
+
+
+def _text_field(item: dict, key: str, what: str) -> str:
+    """item[key] as text; otherwise an error that names the field and what it holds instead."""
+    value = item.get(key)
+    if value is None:
+        raise WorkbenchError(f"missing '{key}'" + (f" ({what})" if what else ""))
+    if not isinstance(value, str):
+        raise WorkbenchError(f"'{key}': expected text, got {_kind(value)}")
+    return value
 
 
 def _shared_tokens(t_ids, t_off, t_idx, t0, s_ids, s_off, s_idx, s0) -> tuple[list[int], list[int]]:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from ..errors import WorkbenchError
-from ..models import resolve_model_path
+from ..models import check_weights, resolve_model_path
 from .callbacks import truncate_jsonl_after
 from .config import Recipe
 
@@ -22,10 +22,13 @@ def is_main_process() -> bool:
 
 
 def resolve_model(name: str, hint: str = "") -> str:
+    """The path of a model to train or score with; a local folder's weights are checked before anything loads."""
     try:
-        return resolve_model_path(name)
+        path = resolve_model_path(name)
     except WorkbenchError as exc:
         raise WorkbenchError(f"{exc}{hint}") from None
+    check_weights(path, name)
+    return path
 
 
 def model_dtype(recipe: Recipe, trl_args) -> str:
@@ -74,21 +77,30 @@ def prepare_output_dir(recipe: Recipe, trl_args, files: tuple[str, ...]) -> str 
             if not Path(checkpoint).is_dir():
                 raise WorkbenchError(f"resume_from_checkpoint {checkpoint!r} is not a checkpoint folder")
     if is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
-        from ..io import write_atomic
-
-        write_atomic(out / "recipe.yaml", recipe.to_yaml())
-        write_atomic(out / "trl_config.json", trl_args.to_json_string())
-        if checkpoint is not None:
-            state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
-            step = int(state.get("global_step", 0))
-            for name in files:
-                truncate_jsonl_after(out / name, step)
-        else:
-            for name in files:  # a fresh run starts fresh logs
-                if (out / name).exists():
-                    (out / name).unlink()
+        try:
+            _write_run_files(out, recipe, trl_args, files, checkpoint)
+        except OSError as exc:  # the early check (config.check_output_dir) passed, yet the folder cannot be written
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            raise WorkbenchError(f"cannot write to output_dir {str(out)!r}: {exc.strerror or exc}{where}; give a "
+                                 "folder you can write to: output_dir=...") from None
     return checkpoint
+
+
+def _write_run_files(out: Path, recipe: Recipe, trl_args, files: tuple[str, ...], checkpoint: str | None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    from ..io import write_atomic
+
+    write_atomic(out / "recipe.yaml", recipe.to_yaml())
+    write_atomic(out / "trl_config.json", trl_args.to_json_string())
+    if checkpoint is not None:
+        state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+        step = int(state.get("global_step", 0))
+        for name in files:
+            truncate_jsonl_after(out / name, step)
+    else:
+        for name in files:  # a fresh run starts fresh logs
+            if (out / name).exists():
+                (out / name).unlink()
 
 
 def save_final(trainer, recipe: Recipe, tokenizer) -> str:

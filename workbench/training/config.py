@@ -18,6 +18,8 @@ import dataclasses
 import difflib
 import enum
 import functools
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -91,6 +93,150 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "report_to": "auto",  # tensorboard when installed, else none
     "seed": 42,
 }
+
+
+@dataclass(frozen=True)
+class _Range:
+    """The numbers a key accepts: `low`/`high` bounds (open or closed), integers only, and a hint for the message."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    hint: str = ""
+
+    def accepts(self, v: float) -> bool:
+        if self.low is not None and (v <= self.low if self.low_open else v < self.low):
+            return False
+        return not (self.high is not None and (v >= self.high if self.high_open else v > self.high))
+
+    def describe(self) -> str:
+        def num(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {num(self.low)}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {num(self.high)}")
+        return ("an integer " if self.integer else "") + " and ".join(parts)
+
+
+_POSITIVE_INT = _Range(1, integer=True)
+_FRACTION = _Range(0, 1)
+# Numbers that cannot train (TRL and transformers accept most of them and fail later, after the models are loaded,
+# or silently do something else). Keys absent from a stage's config never reach the check. None passes where the
+# field's type allows it (`_coerce` already refused null elsewhere).
+TRAINER_RANGES: dict[str, _Range] = {
+    "per_device_train_batch_size": _POSITIVE_INT,
+    "per_device_eval_batch_size": _POSITIVE_INT,
+    "gradient_accumulation_steps": _POSITIVE_INT,
+    "learning_rate": _Range(0, low_open=True),
+    "num_train_epochs": _Range(0),  # > 0 when max_steps does not set the length: see _check_trainer
+    "warmup_steps": _Range(0, hint=" (a count of steps, or a fraction of the run when < 1)"),
+    "weight_decay": _Range(0),
+    "adam_beta1": _Range(0, 1, high_open=True),
+    "adam_beta2": _Range(0, 1, high_open=True),
+    "adam_epsilon": _Range(0),
+    "max_grad_norm": _Range(0, hint=" (0 turns gradient clipping off)"),
+    "logging_steps": _Range(0, low_open=True, hint=" (a count of steps, or a fraction of the run when < 1)"),
+    "save_steps": _Range(0, low_open=True, hint=" (a count of steps, or a fraction of the run when < 1)"),
+    "eval_steps": _Range(0, low_open=True, hint=" (or null)"),
+    "seed": _Range(0, 2**32 - 1, integer=True),
+    "data_seed": _Range(0, 2**32 - 1, integer=True),
+    "dataloader_num_workers": _Range(0, integer=True),
+    "max_length": _Range(1, integer=True, hint=" (or null: no truncation)"),
+    # GRPO
+    "num_generations": _Range(2, integer=True, hint=" (GRPO compares the completions of a prompt with each other)"),
+    "num_generations_eval": _POSITIVE_INT,
+    "max_completion_length": _POSITIVE_INT,
+    "generation_batch_size": _Range(1, integer=True, hint=" (or null)"),
+    "steps_per_generation": _Range(1, integer=True, hint=" (or null)"),
+    "temperature": _Range(0, low_open=True),
+    "top_p": _Range(0, 1, low_open=True),
+    "top_k": _Range(0, integer=True, hint=" (0: no top-k filtering)"),
+    "min_p": _FRACTION,
+    "repetition_penalty": _Range(0, low_open=True),
+    "beta": _Range(0, hint=" (0: no KL term, no reference model)"),
+    "num_iterations": _POSITIVE_INT,
+    "epsilon": _Range(0),
+    "epsilon_high": _Range(0),
+    "ref_model_mixup_alpha": _FRACTION,
+    "ref_model_sync_steps": _POSITIVE_INT,
+    "vllm_gpu_memory_utilization": _Range(0, 1, low_open=True),
+    "vllm_tensor_parallel_size": _POSITIVE_INT,
+}
+SPEC_RANGES: dict[str, _Range] = {  # the workbench's own keys (max_samples & co. keep their older checks)
+    "eval_max_problems": _Range(1, integer=True, hint=" (or null: all)"),
+    "eval_batch_size": _POSITIVE_INT,
+    "completions_log_max": _Range(1, integer=True, hint=" (or null: all)"),
+}
+REWARD_RANGES: dict[str, _Range] = {  # reward.* (RewardConfig checks temperatures, reductions and names itself)
+    "batch_size": _POSITIVE_INT,
+    "max_batch_tokens": _POSITIVE_INT,
+    "logit_chunk": _POSITIVE_INT,
+    "max_length": _Range(1, integer=True, hint=" (or null: the model's context length)"),
+    "student_temperature": _Range(0, low_open=True),
+    "teacher_temperature": _Range(0, low_open=True),
+}
+LORA_RANGES: dict[str, _Range] = {
+    "r": _POSITIVE_INT,
+    "lora_alpha": _Range(0, low_open=True),
+    "lora_dropout": _Range(0, 1, high_open=True),
+}
+
+
+def check_number(key: str, value: Any, rule: _Range | None = None) -> None:
+    """Refuse NaN (and, for a ranged key, infinity) and values outside the key's range; the message names the key."""
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_number(f"{key}[{i}]", v, rule)
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return  # null, text, mappings: typed elsewhere
+    if isinstance(value, float) and (math.isnan(value) or (rule is not None and math.isinf(value))):
+        raise WorkbenchError(f"recipe key {key!r} must be a finite number, got {value!r}")
+    if rule is not None and not rule.accepts(value):
+        raise WorkbenchError(f"recipe key {key!r} must be {rule.describe()}, got {value!r}{rule.hint}")
+
+
+def _check_trainer(stage: str, trainer: dict[str, Any]) -> None:
+    for key, value in trainer.items():
+        check_number(key, value, TRAINER_RANGES.get(key))
+    max_steps = trainer.get("max_steps", -1)
+    if isinstance(max_steps, int) and max_steps != -1 and max_steps < 1:
+        raise WorkbenchError(f"recipe key 'max_steps' must be >= 1 (the number of optimizer steps), or -1 to train "
+                             f"for num_train_epochs; got {max_steps}")
+    if isinstance(max_steps, int) and max_steps < 1:
+        defaults = {f.name: f.default for f in dataclasses.fields(trl_config_class(stage))}
+        epochs = trainer.get("num_train_epochs", defaults.get("num_train_epochs"))
+        if isinstance(epochs, (int, float)) and epochs <= 0:
+            raise WorkbenchError(f"recipe key 'num_train_epochs' must be > 0 when max_steps is -1 (the run's length "
+                                 f"is then num_train_epochs), got {epochs}; or set max_steps")
+
+
+def check_output_dir(path: str | Path) -> None:
+    """Fail before any model is loaded when output_dir cannot be created or written (a file in the way, no rights)."""
+    p = Path(os.path.expanduser(str(path)))
+    shown = repr(str(path))
+    try:
+        if p.exists() and not p.is_dir():
+            raise WorkbenchError(f"output_dir {shown} is a file; give a folder (it is created when missing)")
+        probe = p.absolute()
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise WorkbenchError(f"output_dir {shown} cannot be created: {probe} is not a folder; give another "
+                                 "output_dir=...")
+        writable = os.access(probe, os.W_OK | os.X_OK)
+    except OSError as exc:
+        raise WorkbenchError(f"output_dir {shown} cannot be checked ({exc.strerror or exc}); give another "
+                             "output_dir=...") from None
+    if not writable:
+        where = "" if probe == p.absolute() else f" ({probe} does not let you create it)"
+        raise WorkbenchError(f"output_dir {shown} is not writable{where}; give a folder you can write to: "
+                             "output_dir=...")
 
 
 def trl_config_class(stage: str):
@@ -338,6 +484,7 @@ def build_recipe(stage: str, raw: dict, source: str | None = None) -> Recipe:
     for k, v in TRAINER_DEFAULTS.items():
         trainer.setdefault(k, v)
     trainer.setdefault("output_dir", f"outputs/{stage}")
+    _check_trainer(stage, trainer)
     reward = None
     if isinstance(spec, RLTRecipe):
         reward = _build_reward(spec)
@@ -361,6 +508,7 @@ def build_recipe(stage: str, raw: dict, source: str | None = None) -> Recipe:
             if k not in lora_fields:
                 raise _unknown(f"lora.{k}", [f"lora.{f}" for f in lora_fields], "(not a peft.LoraConfig field)")
             spec.lora[k] = _coerce(f"lora.{k}", v, lora_fields[k])
+            check_number(f"lora.{k}", spec.lora[k], LORA_RANGES.get(k))
     return Recipe(stage=stage, spec=spec, trainer=trainer, reward=reward, source=source)
 
 
@@ -381,7 +529,11 @@ def _check_spec(spec: CommonRecipe) -> None:
         if file is not None:  # a path, or `cache:REL` under the workbench cache (the fetched official prompts)
             from .. import prompts
 
-            setattr(spec, f"{which}_system_prompt", prompts.load_prompt_file(file))
+            try:
+                text = prompts.load_prompt_file(file)
+            except WorkbenchError as exc:
+                raise WorkbenchError(f"recipe key '{which}_system_prompt_file': {exc}") from None
+            setattr(spec, f"{which}_system_prompt", text)
             setattr(spec, f"{which}_system_prompt_file", None)
         if getattr(spec, f"{which}_system_prompt") is None:  # write the default text out: prompts are part of results
             default = getattr(formats, f"default_{which}_system_prompt")(formats.get_tags(spec.tag_style))
@@ -391,6 +543,9 @@ def _check_spec(spec: CommonRecipe) -> None:
             raise WorkbenchError("eval_samples_per_problem must be >= 1")
         if spec.completions_log_steps < 0:
             raise WorkbenchError("completions_log_steps must be >= 0")
+    for key, rule in SPEC_RANGES.items():
+        if hasattr(spec, key):
+            check_number(key, getattr(spec, key), rule)
 
 
 def _build_reward(spec: RLTRecipe) -> RewardConfig:
@@ -402,6 +557,7 @@ def _build_reward(spec: RLTRecipe) -> RewardConfig:
         if k not in fields:
             raise _unknown(f"reward.{k}", [f"reward.{f}" for f in fields], "(not a RewardConfig field)")
         kwargs[k] = _coerce(f"reward.{k}", v, fields[k])
+        check_number(f"reward.{k}", kwargs[k], REWARD_RANGES.get(k))
     kwargs.update(tag_style=spec.tag_style, teacher_system_prompt=spec.teacher_system_prompt,
                   student_system_prompt=spec.student_system_prompt)
     return RewardConfig(**kwargs)
@@ -429,6 +585,7 @@ def make_trl_config(recipe: Recipe, validate_only: bool = False):
     """
     import torch
 
+    check_output_dir(recipe.output_dir)
     kwargs = {k: v for k, v in recipe.trainer.items() if k != "resume_from_checkpoint"}
     kwargs["report_to"] = resolve_report_to(kwargs.get("report_to", "auto"))
     has_cuda = torch.cuda.is_available()
@@ -458,7 +615,7 @@ def make_trl_config(recipe: Recipe, validate_only: bool = False):
     cls = trl_config_class(recipe.stage)
     try:
         return cls(**kwargs)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, ArithmeticError) as exc:
         raise WorkbenchError(f"invalid trainer settings in the recipe: {exc}") from None
 
 
@@ -470,4 +627,4 @@ def validate_recipe(path: str | Path, overrides: list[str] | None = None, stage:
 
 
 __all__ = ["SFTRecipe", "RLTRecipe", "Recipe", "load_recipe", "parse_overrides", "make_trl_config",
-           "validate_recipe", "TRAINER_DEFAULTS", "STAGES"]
+           "validate_recipe", "check_output_dir", "check_number", "TRAINER_DEFAULTS", "STAGES"]

@@ -317,6 +317,7 @@ def build_trainer(recipe: Recipe):
     spec, cfg = recipe.spec, recipe.reward
     args = make_trl_config(recipe)
     model_path = resolve_model(spec.model, _missing_hint(spec.model, "model"))
+    resolve_model(spec.student, _missing_hint(spec.student, "student"))  # a bad student fails now, not after the data
     tokenizer = load_tokenizer(model_path)
     tokenizer.padding_side = "left"
     problems = load_problems(spec.dataset, spec.dataset_split, spec.max_samples, tags=cfg.tags)
