@@ -96,3 +96,25 @@ def test_grader_gives_every_row_a_verdict(gold, prediction, kind):
     assert out["status"] in ("ok", "no_answer", "error", "timeout")
     assert isinstance(out["equal"], bool)
     assert out["status"] != "error" or out["error"]
+
+
+# score items: whatever a line of a `workbench score` input holds, its result is a reward or an error for that item
+items = st.fixed_dictionaries({}, optional={
+    "question": values | st.just("What is 2+3?"), "solution": values | st.just("5"),
+    "completion": values | st.just("Add them.<|end_of_explanation|>"), "explanation": values,
+    "completion_ids": st.lists(st.integers(min_value=-(10**30), max_value=10**30), max_size=4) | values})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.lists(items, min_size=1, max_size=3))
+def test_score_items_never_crash_the_batch(qwen, batch):
+    from workbench.rewards import RewardConfig, RLTScorer
+
+    model, tok = qwen
+    good = {"question": "What is 2+3?", "solution": "5", "completion": "Add 2 and 3.<|end_of_explanation|>"}
+    for tokenization in ("joint", "generated"):
+        scorer = RLTScorer(model, model, tok, RewardConfig(teacher_tokenization=tokenization, batch_size=4))
+        results = scorer.score([*batch, good])
+        assert len(results) == len(batch) + 1 and results[-1].ok
+        for r in results:
+            assert r.ok or (isinstance(r.error, str) and r.error)
