@@ -1,9 +1,11 @@
-"""Execute the notebooks top to bottom (nbclient), at a given scale, and fail on the first error.
+"""Execute the notebooks top to bottom as a user's tools do, at a given scale, and fail on the first error.
 
     python notebooks/run_all.py [--scale cpu] [--out outputs/notebooks] [NOTEBOOK ...]
 
-The parameters cell (tagged `parameters`, papermill style) is replaced by `SCALE = "<scale>"`. Executed copies,
-with their outputs, are written to --out; the notebooks in git stay stripped of outputs.
+Each notebook runs through papermill (`papermill NB OUT -p SCALE cpu`) with its kernel started in the notebook's own
+folder, as JupyterLab, `jupyter execute` and papermill start it: the notebooks must not depend on the working folder.
+Papermill adds `SCALE = "<scale>"` after the cell tagged `parameters`. Executed copies, with their outputs, are
+written to --out; the notebooks in git stay stripped of outputs.
 """
 
 from __future__ import annotations
@@ -20,26 +22,21 @@ ROOT = HERE.parent
 
 def run(path: Path, scale: str, out_dir: Path, timeout: int = 1800) -> float:
     import nbformat
-    from nbclient import NotebookClient
+    import papermill
 
+    path = Path(path).resolve()
     nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
-            cell.source = f'SCALE = "{scale}"'
-            break
-    else:
+    if not any(c.cell_type == "code" and "parameters" in c.metadata.get("tags", []) for c in nb.cells):
         raise SystemExit(f"{path.name}: no cell tagged 'parameters'")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # As `workbench train` does: OpenMP threads that spin while waiting slow a shared CPU down many times over.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}})
-    try:
-        client.execute()
-    finally:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, out_dir / path.name)
+    papermill.execute_notebook(str(path), str(out_dir / path.name), parameters={"SCALE": scale},
+                               cwd=str(path.parent), kernel_name="python3", execution_timeout=timeout,
+                               progress_bar=False, log_output=False)
     return time.time() - t0
 
 

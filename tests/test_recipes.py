@@ -264,3 +264,15 @@ def test_load_problems_from_file(tmp_path):
     with pytest.raises(WorkbenchError, match="unknown dataset"):
         tds.load_problems("no-such-thing")
     assert len(tds.load_problems("builtin:demo")) == 14
+
+
+def test_shipped_recipes_load_from_any_folder(tmp_path, monkeypatch):
+    """A notebook's kernel starts in notebooks/ and a user may train from anywhere: `recipes/...` is the repository's."""
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe("recipes/cpu/teacher_sft.yaml", stage="sft")
+    assert recipe.spec.model == "smollm2-135m"
+    with pytest.raises(WorkbenchError, match=r"recipe 'recipes/cpu/nope.yaml' does not exist \(looked in"):
+        load_recipe("recipes/cpu/nope.yaml", stage="sft")
+    (tmp_path / "recipes" / "cpu").mkdir(parents=True)  # a user's own file of the same name wins
+    (tmp_path / "recipes" / "cpu" / "teacher_sft.yaml").write_text("stage: sft\nmodel: my-model\n")
+    assert load_recipe("recipes/cpu/teacher_sft.yaml", stage="sft").spec.model == "my-model"

@@ -285,6 +285,20 @@ def as_integer(v) -> int | None:
     return None
 
 
+# The repository a workbench is installed from (`pip install -e .`): recipes/, results/ and outputs/ live there.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def repo_path(path: str | Path) -> Path:
+    """A relative path of the repository (`recipes/cpu/...`, `outputs/...`) made independent of the working folder:
+    as given when it exists from here, else under the repository the package runs from (a notebook's kernel starts
+    in notebooks/, a user may run `workbench train` from anywhere). Absolute paths are returned as they are."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists() or not (REPO_ROOT / "recipes").is_dir():
+        return p
+    return REPO_ROOT / p
+
+
 def finite_number(v) -> float | None:
     """v as a finite float, or None (for null, text, booleans, NaN and the infinities)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -355,8 +369,11 @@ def write_jsonl_atomic(path: str | Path, rows: Iterable[dict]) -> None:
 
 
 def _lock_path(path: str | Path) -> Path:
-    p = Path(path)
-    return p.parent / f".{p.name}.lock"
+    p = Path(path).resolve()
+    return p.parent / f".{p.name}.lock"  # one hidden lock file beside the output, shared by every process
+
+
+_HELD: set[Path] = set()  # outputs this process holds with `exclusive`: its own appends need no second lock
 
 
 @contextlib.contextmanager
@@ -367,15 +384,20 @@ def exclusive(path: str | Path, what: str = "another run"):
     """
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(_lock_path(path)), timeout=0)
+    where = _lock_path(path)
+    if where in _HELD:
+        raise WorkbenchError(f"{path} is already being written by this process")
+    lock = FileLock(str(where), timeout=0)
     try:
         lock.acquire()
     except Timeout:
         raise WorkbenchError(f"{path} is being written by {what}; wait for it to finish or choose another output"
                              ) from None
+    _HELD.add(where)
     try:
         yield
     finally:
+        _HELD.discard(where)
         lock.release()
 
 
@@ -386,7 +408,9 @@ def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     text = jsonl_text(rows)
     if not text:
         return
-    with FileLock(str(_lock_path(path)) + ".append"), open(path, "a", encoding="utf-8", newline="") as fh:
+    where = _lock_path(path)
+    lock = contextlib.nullcontext() if where in _HELD else FileLock(str(where))
+    with lock, open(path, "a", encoding="utf-8", newline="") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())

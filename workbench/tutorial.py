@@ -11,9 +11,12 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-# Everything the notebooks write at CPU scale lives here (outputs/ is not in git).
-WORK = Path("outputs/notebooks/work")
+from .io import REPO_ROOT as ROOT
+from .io import repo_path
+
+# Everything the notebooks write at CPU scale lives here (outputs/ is not in git): in the repository, wherever the
+# notebook's kernel starts (JupyterLab and papermill start it in notebooks/).
+WORK = ROOT / "outputs/notebooks/work" if (ROOT / "recipes").is_dir() else Path("outputs/notebooks/work")
 
 SCALES: dict[str, dict] = {
     # The embedded default: runs offline on a laptop CPU in minutes. Sizes are CI-sized (all five notebooks in a
@@ -37,7 +40,7 @@ SCALES: dict[str, dict] = {
     "paper": {"teacher": "Qwen/Qwen2.5-7B-Instruct", "student": "bespokelabs/Bespoke-Stratos-7B", "device": "cuda",
               "needs_gpu": True, "sft_recipe": "recipes/paper/teacher_sft.yaml",
               "rlt_recipe": "recipes/paper/teacher_rlt.yaml", "student_recipe": "recipes/paper/student_distill.yaml",
-              "work": "outputs/paper", "sft_overrides": {}, "sample_problems": 8, "rlt_overrides": {}, "student_overrides": {},
+              "work": str(ROOT / "outputs/paper" if (ROOT / "recipes").is_dir() else "outputs/paper"), "sft_overrides": {}, "sample_problems": 8, "rlt_overrides": {}, "student_overrides": {},
               "distill_problems": None, "distill_offset": 0, "n_explanations": 4, "max_new_tokens": 16384,
               "student_max_tokens": 16384, "eval_limit": None, "eval_max_new_tokens": None, "eval_batch_size": 64,
               "eval_preset": "skythought", "demo_items": None, "engine": "auto",
@@ -142,8 +145,9 @@ RECORDED = ROOT / "results" / "cpu"
 def results_folder(local: str | Path, recorded: str, marker: str) -> tuple[Path | None, str]:
     """Where to read a longer run's results: this machine's `local` output when its `marker` file is there (the run
     finished), else the copy recorded in `results/cpu/<recorded>`; and a line saying which, to print."""
-    if (Path(local) / marker).is_file():
-        return Path(local), f"results of the run on this machine ({local})"
+    local = repo_path(local)
+    if (local / marker).is_file():
+        return local, f"results of the run on this machine ({local})"
     rec = RECORDED / recorded
     if (rec / marker).is_file():
         return rec, (f"no finished run in {local} on this machine: showing the recorded results in "

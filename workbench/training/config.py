@@ -415,9 +415,14 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 
 def read_recipe_file(path: str | Path) -> dict:
-    p = Path(path)
+    """A recipe's keys; a relative path is looked up from here, then in the repository (recipes/cpu/...)."""
+    from ..io import REPO_ROOT, repo_path
+
+    p = repo_path(path)
     if not p.is_file():
-        raise WorkbenchError(f"recipe {str(p)!r} does not exist")
+        raise WorkbenchError(f"recipe {str(path)!r} does not exist (looked in {Path.cwd()}"
+                             + ("" if Path(path).is_absolute() else f" and {REPO_ROOT}") + "); the shipped ones are "
+                             "recipes/cpu/*.yaml and recipes/paper/*.yaml")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
