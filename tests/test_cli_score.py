@@ -36,7 +36,7 @@ def test_score_file_with_a_malformed_line(tmp_path):
     assert "scoring" in proc.stderr  # the progress bar
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", 2, 3, "c", "d", 7]  # same order; line number when there is no id
-    assert "not valid JSON" in rows[1]["error"] and ":2:" in rows[1]["error"]
+    assert "not valid JSON" in rows[1]["error"] and ": line 2, column 30:" in rows[1]["error"]
     assert "empty solution" in rows[3]["error"]
     assert "expected a JSON object" in rows[5]["error"]
     keys = {"id", "reward", "r_ss", "r_kl", "solution_logprob_mean", "solution_logprob_min", "kl_mean", "kl_max",
@@ -73,7 +73,7 @@ def test_prompt_files_change_the_reward(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     (None, "no such file"),
-    ("", "no lines to score"),
+    ("", "the file is empty"),
     ("{oops\n[1]\n", "no usable line"),
     (b"\xff\xfe\x00bad", "not UTF-8"),
 ])
@@ -117,3 +117,30 @@ def test_generated_tokenisation_from_the_cli(tmp_path):
     model = load_model("smollm2-135m", "cpu")
     api = RLTScorer(model, model, tok, RewardConfig(teacher_tokenization="generated", trailing_text_penalty=-0.5))
     assert row["reward"] == pytest.approx(api.score([item])[0].reward, abs=1e-4)
+
+
+def test_step_attribution_equals_rescoring_without_each_step(tmp_path, qwen_dir):
+    """`score --attribute steps`: each step's delta equals the reward of the whole explanation minus the reward of the
+    explanation written out without that step, each scored on its own (an independent re-scoring)."""
+    from workbench.models import load_model, load_tokenizer
+    from workbench.rewards import RewardConfig, RLTScorer
+
+    steps = ["First, 17 + 25: add the tens, 10 + 20 = 30.", "Then the ones: 7 + 5 = 12.", "Together 30 + 12 = 42."]
+    completion = "\n\n".join(steps) + "<|end_of_explanation|>"
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "a", "question": Q, "solution": SOL, "completion": completion}) + "\n")
+    out = tmp_path / "out.jsonl"
+    res = run_cli("score", "--input", str(src), "--output", str(out), "--teacher", str(qwen_dir), "--student",
+                  str(qwen_dir), "--attribute", "steps")
+    assert res.returncode == 0, res.stderr
+    (row,) = [json.loads(line) for line in out.read_text().split("\n") if line]
+    assert [s["text"] for s in row["steps"]] == steps
+    model, tok = load_model(str(qwen_dir), "cpu"), load_tokenizer(str(qwen_dir))
+    scorer = RLTScorer(model, model, tok, RewardConfig())
+    (full,) = scorer.score([{"question": Q, "solution": SOL, "completion": completion}])
+    assert abs(full.reward - row["reward"]) < 1e-4
+    for i, s in enumerate(row["steps"]):
+        rest = "\n\n".join(steps[:i] + steps[i + 1:]) + "<|end_of_explanation|>"
+        (alone,) = scorer.score([{"question": Q, "solution": SOL, "completion": rest}])
+        assert abs(s["delta_reward"] - (full.reward - alone.reward)) <= 1e-3
+        assert abs(s["delta_r_ss"] - (full.r_ss - alone.r_ss)) <= 1e-3

@@ -131,3 +131,15 @@ def test_parse_a_completion_decoded_from_qwen_ids(qwen_tok, body):
     assert (p.body, p.has_end_tag, p.trailing) == (body, True, "")
     p = formats.parse_completion(qwen_tok.decode(ids[:-3], skip_special_tokens=True))  # cut inside the end tag
     assert not p.has_end_tag and p.body.startswith(body)
+
+
+def test_step_spans_and_removing_a_step():
+    from workbench.formats import step_spans, without_step
+
+    text = "  First step.\n\nSecond\nstill second.\n \n\n\nThird.  "
+    spans = step_spans(text)
+    assert [text[s:e] for s, e in spans] == ["First step.", "Second\nstill second.", "Third."]
+    assert without_step(text, spans, 0) == "  Second\nstill second.\n \n\n\nThird.  "
+    assert without_step(text, spans, 1) == "  First step.\n\nThird.  "
+    assert without_step(text, spans, 2) == "  First step.\n\nSecond\nstill second.  "
+    assert step_spans("") == [] and without_step("one", step_spans("one"), 0) == ""

@@ -74,6 +74,12 @@ def cmd_score(args) -> int:
             for (k, _), res in zip(part, scorer.score([obj for _, obj in part])):
                 out[k] = res.to_dict()
             bar.update(len(part))
+    if args.attribute == "steps":
+        from .rewards import attribute_steps
+
+        for k, obj in tqdm(pending, desc="attributing steps", unit="completion", file=sys.stderr):
+            if "error" not in out[k]:
+                out[k]["steps"] = attribute_steps(scorer, obj)
     write_jsonl_atomic(args.output, out)  # type: ignore[arg-type]
     errors = sum("error" in r for r in out if r)
     print(f"wrote {len(out)} rows to {args.output} ({errors} with errors)", file=sys.stderr)
@@ -499,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="score completions with the RLT reward (per-token detail)")
     p.add_argument("--input", required=True, help="JSONL: question, solution, completion (raw) or explanation (body), id")
     p.add_argument("--output", required=True, help="JSONL written atomically, one row per input line, same order")
+    p.add_argument("--attribute", choices=["steps"], default=None,
+                   help="steps: add `steps` to each line, each step's contribution (reward and r_ss of the whole "
+                        "explanation minus the same without that step; steps are the paragraphs)")
     _add_model_args(p)
     p.set_defaults(func=cmd_score)
 

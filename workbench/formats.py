@@ -8,6 +8,7 @@ same text that later becomes distillation data. See `../shared/rlt-method.md` se
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,3 +223,34 @@ def split_student_response(text: str, tags: Tags = STRATOS) -> tuple[str | None,
     if a >= 0 and b > a:
         solution = text[a + len(tags.solution_start):b]
     return thought, solution
+
+
+# ------------------------------------------------------------------------------------------------ steps
+
+_STEP_BREAK = re.compile(r"\n[ \t]*\n")
+
+
+def step_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of an explanation's steps: its paragraphs (split at blank lines), without their surrounding
+    whitespace, empty ones dropped. The one step rule of the workbench (step alignment, attribution)."""
+    spans, start = [], 0
+    text = text or ""
+    for m in [*_STEP_BREAK.finditer(text), None]:
+        end = m.start() if m else len(text)
+        seg = text[start:end]
+        if seg.strip():
+            lead = len(seg) - len(seg.lstrip())
+            spans.append((start + lead, start + len(seg.rstrip())))
+        if m:
+            start = m.end()
+    return spans
+
+
+def without_step(text: str, spans: list[tuple[int, int]], i: int) -> str:
+    """`text` with step i removed together with the break that separates it from its neighbours."""
+    s, e = spans[i]
+    if i + 1 < len(spans):
+        return text[:s] + text[spans[i + 1][0]:]
+    if i > 0:
+        return text[:spans[i - 1][1]] + text[e:]
+    return text[:s] + text[e:]

@@ -771,3 +771,43 @@ def score_texts(teacher, student, tokenizer, items: list[dict], config: RewardCo
 
 
 __all__ = ["RewardConfig", "RewardResult", "RLTScorer", "RLTReward", "score_texts", "decode_with_offsets", "REDUCTIONS"]
+
+
+# ------------------------------------------------------------------------------------------------ step attribution
+
+
+def attribute_steps(scorer: RLTScorer, item: dict) -> list[dict]:
+    """Which steps teach: for each step of the explanation (its paragraphs, `formats.step_spans`), the reward and
+    r_ss of the whole explanation minus the same with that step removed (`formats.without_step`).
+
+    The whole explanation and every ablation are scored in one batched call. A raw `completion` is ablated inside its
+    body, so its end tag and any trailing text stay as they are. `completion_ids` are dropped: an ablated text has no
+    ids of its own, so every variant is tokenised the same way. Returns
+    [{"step", "text", "delta_reward", "delta_r_ss"}] (1-based steps); raises WorkbenchError when the item cannot be
+    scored at all.
+    """
+    tags = formats.get_tags(scorer.config.tag_style)
+    key = "completion" if isinstance(item.get("completion"), str) else "explanation"
+    text = item.get(key)
+    if not isinstance(text, str):
+        raise WorkbenchError("step attribution needs 'completion' or 'explanation' as text")
+    end = text.find(tags.explanation_end) if key == "completion" else -1
+    body_end = len(text) if end < 0 else end
+    spans = formats.step_spans(text[:body_end])
+    base = {k: v for k, v in item.items() if k not in ("completion_ids", "completion", "explanation")}
+    variants = [{**base, key: text}]
+    variants += [{**base, key: formats.without_step(text[:body_end], spans, i) + text[body_end:]}
+                 for i in range(len(spans))]
+    results = scorer.score(variants)
+    full = results[0]
+    if not full.ok:
+        raise WorkbenchError(f"cannot attribute: {full.error}")
+    out = []
+    for i, ((s, e), res) in enumerate(zip(spans, results[1:]), 1):
+        row = {"step": i, "text": text[s:e], "delta_reward": None, "delta_r_ss": None}
+        if res.ok:
+            row.update(delta_reward=full.reward - res.reward, delta_r_ss=full.r_ss - res.r_ss)
+        else:
+            row["error"] = res.error
+        out.append(row)
+    return out
