@@ -276,3 +276,32 @@ def test_shipped_recipes_load_from_any_folder(tmp_path, monkeypatch):
     (tmp_path / "recipes" / "cpu").mkdir(parents=True)  # a user's own file of the same name wins
     (tmp_path / "recipes" / "cpu" / "teacher_sft.yaml").write_text("stage: sft\nmodel: my-model\n")
     assert load_recipe("recipes/cpu/teacher_sft.yaml", stage="sft").spec.model == "my-model"
+
+
+def test_one_reward_configuration_for_every_entry_point(tmp_path):
+    """score/rank/demo: defaults < the recipe's (or a run's) reward < generated flags and reward.key=value."""
+    import dataclasses
+
+    from workbench.cli import build_parser, reward_config_from_args
+    from workbench.rewards import RewardConfig
+
+    def config(*argv):
+        return reward_config_from_args(build_parser().parse_args(["score", "--input", "i", "--output", "o", *argv]))
+
+    assert config() == RewardConfig()
+    run = config("--recipe", "results/cpu/teacher_rlt")  # a training run's folder: its recipe.yaml
+    assert (run.teacher_tokenization, run.trailing_text_penalty) == ("generated", -1.0)
+    assert run.teacher_system_prompt.startswith("You are a teacher.")
+    got = config("--recipe", "recipes/cpu/teacher_rlt.yaml", "--kl-coeffs", "1", "0.1", "--no-teacher-entropy",
+                 "reward.batch_size=2", "--teacher-tokenization", "joint")
+    assert (got.kl_coeffs, got.teacher_entropy, got.batch_size, got.teacher_tokenization) == ([1.0, 0.1], False, 2, "joint")
+    assert got.trailing_text_penalty == -1.0  # from the recipe
+    parser = build_parser()
+    for f in dataclasses.fields(RewardConfig):  # every field is a flag (the prompts come as files)
+        if f.name.endswith("system_prompt"):
+            continue
+        assert f"--{f.name.replace('_', '-')}" in parser._subparsers._group_actions[0].choices["score"].format_help()
+    with pytest.raises(WorkbenchError, match="did you mean 'reward.kl_coeffs'"):
+        config("reward.kl_coef=[1,2]")
+    with pytest.raises(WorkbenchError, match="reward.batch_size' must be an integer >= 1"):
+        config("--batch-size", "0")

@@ -13,33 +13,51 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
+    """Models, and the reward configuration: --recipe R, every RewardConfig field as a flag, reward.key=value."""
+    from .cliargs import add_dataclass_args
+    from .rewards import RewardConfig
+
     p.add_argument("--teacher", default="smollm2-135m", help="teacher: alias, local folder or hub id (default: %(default)s)")
     p.add_argument("--student", default="smollm2-135m", help="student: alias, local folder or hub id (default: %(default)s)")
-    p.add_argument("--teacher-system-prompt-file", help="teacher system prompt, e.g. the official one (default: ours)")
-    p.add_argument("--student-system-prompt-file", help="student system prompt, e.g. the official one (default: ours)")
-    p.add_argument("--tag-style", default="stratos", choices=["stratos", "r1"], help="student thought tags")
-    p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
-    p.add_argument("--teacher-tokenization", default="joint", choices=["joint", "generated"],
-                   help="joint: re-tokenise prompt + explanation as one text, as the official code (default); "
-                        "generated: the prompt's ids + the completion's own ids (a line's `completion_ids` when given)")
-    p.add_argument("--trailing-text-penalty", type=float, default=0.0,
-                   help="added to format_penalty when text follows the first end tag (default: 0, ignored)")
+    g = p.add_argument_group("reward configuration", "defaults < the recipe's reward (--recipe) < these flags and "
+                             "reward.key=value overrides")
+    g.add_argument("--recipe", help="an RLT recipe, or a training run's folder (its recipe.yaml): score with its reward "
+                   "configuration, tag style and system prompts, as it was trained")
+    g.add_argument("--teacher-system-prompt-file", help="teacher system prompt, e.g. the official one (default: ours)")
+    g.add_argument("--student-system-prompt-file", help="student system prompt, e.g. the official one (default: ours)")
+    add_dataclass_args(g, RewardConfig, prefix="reward_", defaults_note=" without a recipe")
+    p.add_argument("reward_overrides", nargs="*", metavar="reward.key=value",
+                   help="RewardConfig fields in recipe syntax, e.g. reward.kl_coeffs=[3,0.03]")
+
+
+def reward_config_from_args(args):
+    """The reward configuration of a command: --recipe, then the generated flags and reward.key=value overrides."""
+    from . import formats
+    from .cliargs import given
+    from .rewards import RewardConfig
+    from .training.config import parse_overrides, reward_config
+
+    overrides = {}
+    for key, value in parse_overrides(getattr(args, "reward_overrides", None)).items():
+        if not key.startswith("reward."):
+            raise WorkbenchError(f"{key}={value!r}: only reward.<field>=value overrides are taken here, e.g. "
+                                 "reward.kl_coeffs=[3,0.03]")
+        overrides[key] = value
+    overrides.update(given(args, RewardConfig, prefix="reward_"))
+    for which in ("teacher", "student"):
+        path = getattr(args, f"{which}_system_prompt_file", None)
+        if path:
+            overrides[f"{which}_system_prompt"] = formats.load_prompt(path)
+    return reward_config(getattr(args, "recipe", None), overrides)
 
 
 def build_scorer(args):
     """Load teacher and student (once when they are the same model) and make an RLTScorer."""
-    from . import formats
     from .models import load_model, load_tokenizer
-    from .rewards import RewardConfig, RLTScorer
+    from .rewards import RLTScorer
 
-    config = RewardConfig(
-        batch_size=args.batch_size, tag_style=args.tag_style,
-        teacher_tokenization=getattr(args, "teacher_tokenization", "joint"),
-        trailing_text_penalty=getattr(args, "trailing_text_penalty", 0.0),
-        teacher_system_prompt=formats.load_prompt(args.teacher_system_prompt_file) if args.teacher_system_prompt_file else None,
-        student_system_prompt=formats.load_prompt(args.student_system_prompt_file) if args.student_system_prompt_file else None,
-    )
+    config = reward_config_from_args(args)
     tokenizer = load_tokenizer(args.teacher)
     teacher = load_model(args.teacher, args.device)
     if args.student == args.teacher:
@@ -67,7 +85,7 @@ def cmd_score(args) -> int:
             out[k] = {"id": row.number, "error": row.error}
         else:
             pending.append((k, {**row.data, "id": row.data.get("id", row.number)}))
-    chunk = max(1, args.batch_size) * 4
+    chunk = max(1, scorer.config.batch_size) * 4
     with tqdm(total=len(pending), desc="scoring", unit="completion", file=sys.stderr) as bar:
         for a in range(0, len(pending), chunk):
             part = pending[a:a + chunk]
@@ -191,6 +209,8 @@ def cmd_grade(args) -> int:
 
 
 def _eval_config(args):
+    """EvalConfig from `eval run`'s flags, which are generated from its fields (workbench.cliargs)."""
+    from .cliargs import given
     from .eval.runner import EvalConfig
 
     system = None
@@ -198,11 +218,7 @@ def _eval_config(args):
         from .formats import load_prompt
 
         system = load_prompt(args.system_prompt_file)
-    return EvalConfig(benchmark=args.benchmark, model=args.model, preset=args.preset, limit=args.limit,
-                      output_dir=args.output, data=args.data, max_new_tokens=args.max_new_tokens,
-                      temperature=args.temperature, top_p=args.top_p, n=args.n, pass_k=args.pass_k, seed=args.seed,
-                      system_prompt=system, batch_size=args.batch_size, device=args.device, engine=args.engine,
-                      dtype=args.dtype, tensor_parallel_size=args.tensor_parallel_size, timeout_s=args.timeout, skythought=args.skythought)
+    return EvalConfig(**given(args, EvalConfig), system_prompt=system)
 
 
 def cmd_eval_run(args) -> int:
@@ -321,27 +337,11 @@ def _add_eval_parsers(sub) -> None:
     ep = esub.add_parser("run", help="run (or resume) an evaluation; writes records.jsonl and summary.json",
                          description="Benchmarks: " + "; ".join(f"{b.name} ({b.description})" for b in BENCHMARKS.values())
                          + ". Presets: " + "; ".join(f"{x.name} ({x.description})" for x in PRESETS.values()) + ".")
-    ep.add_argument("--benchmark", required=True, help=f"one of {', '.join(BENCHMARKS)}")
-    ep.add_argument("--model", default="smollm2-135m", help="alias, local folder or hub id (default: %(default)s)")
-    ep.add_argument("--preset", choices=list(PRESETS), help="default: skythought (quick for countdown)")
-    ep.add_argument("--limit", type=int, help="only the first N problems")
-    ep.add_argument("--output", help="run folder (default: runs/eval/<benchmark>__<model>__<preset>; a job's own folder "
-                    "with --background); an existing folder with the same settings is resumed")
-    ep.add_argument("--data", help="local .jsonl/.json/.parquet/.csv file, dataset folder or hub id instead of the benchmark's own")
-    ep.add_argument("--max-new-tokens", type=int, help="override the preset")
-    ep.add_argument("--temperature", type=float, help="override the preset (0: greedy)")
-    ep.add_argument("--top-p", type=float, help="override the preset")
-    ep.add_argument("--n", type=int, help="samples per problem (override the preset)")
-    ep.add_argument("--pass-k", type=int, nargs="+", help="k values for pass@k, each <= n")
-    ep.add_argument("--seed", type=int, help="sampling seed")
+    from .cliargs import add_dataclass_args
+    from .eval.runner import EvalConfig
+
+    add_dataclass_args(ep, EvalConfig)
     ep.add_argument("--system-prompt-file", help="a system message for every problem (default: none)")
-    ep.add_argument("--batch-size", type=int, default=8, help="problems per generate call (default: %(default)s)")
-    ep.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda ...")
-    _add_engine_args(ep)
-    ep.add_argument("--timeout", type=float, default=5.0, help="grading seconds per answer (default: %(default)s)")
-    ep.add_argument("--skythought", default="auto", choices=["auto", "on", "off"],
-                    help="also record SkyThought 4bb8f3e's verdict, the paper-comparable grade (the skythought package "
-                         "when it imports, else the workbench's port); off: skip it")
     ep.add_argument("--overwrite", action="store_true", help="discard the records in --output and start again")
     ep.add_argument("--background", action="store_true", help="submit as a job (see `workbench jobs`) and return")
     ep.set_defaults(func=cmd_eval_run)

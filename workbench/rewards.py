@@ -42,24 +42,35 @@ REDUCTIONS = ("mean", "sum", "min", "max", "median", "first_quartile", "last_qua
 class RewardConfig:
     """Every knob of the RLT reward. Defaults are the paper's RL run (rlt-method.md section 3)."""
 
-    solution_reductions: list[str] = field(default_factory=lambda: ["mean", "min"])
-    solution_coeffs: list[float] = field(default_factory=lambda: [1.0, 0.01])
-    kl_reductions: list[str] = field(default_factory=lambda: ["mean", "max"])
-    kl_coeffs: list[float] = field(default_factory=lambda: [3.0, 0.03])
-    student_temperature: float = 0.7  # T_S
-    teacher_temperature: float = 0.7  # T_T: the teacher's sampling temperature
-    format_penalty: float = -1.0  # m, added when the end tag is missing
-    kl_estimator: str = "sample"  # "sample": lp_T - lp_S;  "k3": Schulman's KL - 1 + exp(-KL)
-    teacher_entropy: bool = True  # False: the "no teacher entropy" variant, KL_k := -lp_S(t_k)
-    empty_explanation_kl: float = 1.0  # each KL reduction when no explanation token counts (official nan_to_num)
-    tag_style: str = "stratos"  # student thought tags: "stratos" (<|begin_of_thought|>) or "r1" (<think>)
-    teacher_system_prompt: str | None = None  # None: the project's own wording (formats.py)
-    student_system_prompt: str | None = None
-    batch_size: int = 8  # sequences per forward
-    max_batch_tokens: int = 4096  # and at most this many padded tokens per forward (raise it on a GPU)
-    logit_chunk: int = 256  # scored positions per LM-head + log-softmax chunk (256 x vocab x 4 bytes)
-    share_prefix: bool = True  # run a shared prompt prefix once per group
-    max_length: int | None = None  # longest sequence scored; None: the model's context length
+    solution_reductions: list[str] = field(default_factory=lambda: ["mean", "min"], metadata={
+        "help": "reductions of the solution tokens' student log-probs", "choices": REDUCTIONS})
+    solution_coeffs: list[float] = field(default_factory=lambda: [1.0, 0.01], metadata={
+        "help": "their weights in r_ss"})
+    kl_reductions: list[str] = field(default_factory=lambda: ["mean", "max"], metadata={
+        "help": "reductions of the explanation tokens' KL terms", "choices": REDUCTIONS})
+    kl_coeffs: list[float] = field(default_factory=lambda: [3.0, 0.03], metadata={"help": "their weights in r_kl"})
+    student_temperature: float = field(default=0.7, metadata={"help": "T_S, the student's temperature"})
+    teacher_temperature: float = field(default=0.7, metadata={
+        "help": "T_T, the teacher's sampling temperature"})
+    format_penalty: float = field(default=-1.0, metadata={"help": "m, added when the end tag is missing"})
+    kl_estimator: str = field(default="sample", metadata={
+        "help": "sample: lp_T - lp_S; k3: Schulman's KL - 1 + exp(-KL)", "choices": ("sample", "k3")})
+    teacher_entropy: bool = field(default=True, metadata={
+        "help": "off: the 'no teacher entropy' variant, KL_k := -lp_S(t_k)"})
+    empty_explanation_kl: float = field(default=1.0, metadata={
+        "help": "each KL reduction when no explanation token counts (the official nan_to_num)"})
+    tag_style: str = field(default="stratos", metadata={
+        "help": "student thought tags: stratos (<|begin_of_thought|>) or r1 (<think>)", "choices": ("stratos", "r1")})
+    teacher_system_prompt: str | None = field(default=None, metadata={"cli": False})  # None: the project's wording
+    student_system_prompt: str | None = field(default=None, metadata={"cli": False})
+    batch_size: int = field(default=8, metadata={"help": "sequences per forward pass"})
+    max_batch_tokens: int = field(default=4096, metadata={
+        "help": "and at most this many padded tokens per forward (raise it on a GPU)"})
+    logit_chunk: int = field(default=256, metadata={
+        "help": "scored positions per LM-head + log-softmax chunk (256 x vocab x 4 bytes)"})
+    share_prefix: bool = field(default=True, metadata={"help": "run a shared prompt prefix once per group"})
+    max_length: int | None = field(default=None, metadata={
+        "help": "longest sequence scored (default: the model's context length)"})
     # How the teacher sequence is tokenised. "joint": prompt + explanation as one text, as the official code does
     # (reproduces its numbers). "generated": the prompt's ids followed by the completion's own ids, i.e. the tokens
     # the teacher actually sampled (TRL passes them as completion_ids). Use "generated" for training: jointly, the
@@ -67,8 +78,11 @@ class RewardConfig:
     # constant, very low teacher log-probs bias the KL mean towards short explanations (SmolLM2's tokenizer: always;
     # Qwen2/2.5's, where the "\n\n" merges with the start tag: only when the explanation starts with a newline).
     # Where the prompt's ids + the completion's ids equal the joint ids, both give exactly the same numbers.
-    teacher_tokenization: str = "joint"
-    trailing_text_penalty: float = 0.0  # added to format_penalty when non-blank text follows the first end tag
+    teacher_tokenization: str = field(default="joint", metadata={
+        "help": "joint: re-tokenise prompt + explanation as one text, as the official code; generated: the prompt's "
+                "ids + the completion's own ids (a line's completion_ids when given)", "choices": ("joint", "generated")})
+    trailing_text_penalty: float = field(default=0.0, metadata={
+        "help": "added to format_penalty when non-blank text follows the first end tag"})
 
     def __post_init__(self) -> None:
         for name, reds, coeffs in (("solution", self.solution_reductions, self.solution_coeffs),

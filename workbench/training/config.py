@@ -553,6 +553,46 @@ def _check_spec(spec: CommonRecipe) -> None:
             check_number(key, getattr(spec, key), rule)
 
 
+def reward_config(recipe: str | Path | None = None, overrides: dict | None = None) -> RewardConfig:
+    """The one reward configuration of every entry point (score, rank, demo, the app, training).
+
+    `recipe`: a recipe file or a run's saved `recipe.yaml`; its `reward:` section, `tag_style` and system prompts
+    (text or `*_system_prompt_file`) are read and every other key is ignored, so any RLT recipe or run folder works.
+    `overrides`: {field: value} on top (the flags generated from RewardConfig, or `reward.key=value`; the keys may
+    carry the `reward.` prefix). Values are checked as a recipe's are; an unknown field is named with suggestions.
+    """
+    raw: dict = {}
+    if recipe is not None:
+        raw = read_recipe_file(Path(recipe) / "recipe.yaml" if Path(recipe).is_dir() else recipe)
+        if not isinstance(raw.get("reward") or {}, dict):
+            raise WorkbenchError(f"recipe {recipe}: `reward:` must be a mapping of RewardConfig fields")
+    fields = _init_fields(RewardConfig)
+    section = dict(raw.get("reward") or {})
+    for k in _REWARD_TOP_LEVEL:
+        if raw.get(k) is not None:
+            section[k] = raw[k]
+    for which in ("teacher", "student"):
+        ref = raw.get(f"{which}_system_prompt_file")
+        if ref and raw.get(f"{which}_system_prompt") is None:
+            from .. import prompts
+
+            try:
+                section[f"{which}_system_prompt"] = prompts.load_prompt_file(ref)
+            except WorkbenchError as exc:
+                raise WorkbenchError(f"recipe {recipe}, key '{which}_system_prompt_file': {exc}") from None
+    if "teacher_temperature" not in section and raw.get("temperature") is not None:
+        section["teacher_temperature"] = raw["temperature"]  # as training does: the teacher is the sampling policy
+    for k, v in (overrides or {}).items():
+        section[k.removeprefix("reward.")] = v
+    kwargs = {}
+    for k, v in section.items():
+        if k not in fields:
+            raise _unknown(f"reward.{k}", [f"reward.{f}" for f in fields], "(not a RewardConfig field)")
+        kwargs[k] = _coerce(f"reward.{k}", v, fields[k])
+        check_number(f"reward.{k}", kwargs[k], REWARD_RANGES.get(k))
+    return RewardConfig(**kwargs)
+
+
 def _build_reward(spec: RLTRecipe) -> RewardConfig:
     fields = _init_fields(RewardConfig)
     kwargs = {}
