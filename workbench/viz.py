@@ -628,8 +628,29 @@ def scatter_figure(long_df, x: str = "tokens", y: str = "reward", labels: dict[s
     return fig
 
 
+def attribution_figure(steps: Sequence[dict], title: str = "step attribution"):
+    """Horizontal bars, one per explanation step: Δreward and Δr_ss (whole explanation minus the same without the
+    step, from `rewards.attribute_steps`). Hover shows the step's text."""
+    import plotly.graph_objects as go
+
+    rows = [s for s in steps if s.get("delta_reward") is not None]
+    if not rows:
+        return _empty_figure("no step could be attributed")
+    labels = [f"step {s['step']}" for s in rows]
+    hover = [html.escape(s["text"][:160]).replace("\n", "<br>") for s in rows]
+    fig = go.Figure()
+    for key, name, colour in (("delta_reward", "Δ reward", QUALITATIVE[0]), ("delta_r_ss", "Δ r_ss", QUALITATIVE[1])):
+        fig.add_trace(go.Bar(y=labels, x=[s[key] for s in rows], name=name, orientation="h", marker_color=colour,
+                             customdata=hover, hovertemplate="%{y}: %{x:.3f}<br>%{customdata}<extra>" + name + "</extra>"))
+    fig.update_layout(title=title, barmode="group", template="plotly_white", height=120 + 40 * len(rows),
+                      xaxis_title="contribution (nats): whole minus without the step",
+                      yaxis={"autorange": "reversed"}, margin={"l": 70, "r": 20, "t": 50, "b": 40},
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
 __all__ = [
-    "DIVERGING", "SEQUENTIAL", "QUALITATIVE", "METRICS", "Metric", "Scale", "make_scale", "render_heatmap",
+    "attribution_figure", "DIVERGING", "SEQUENTIAL", "QUALITATIVE", "METRICS", "Metric", "Scale", "make_scale", "render_heatmap",
     "render_breakdown", "heatmap_document", "worst_tokens", "changed_tokens", "delta_tokens", "escape_token",
     "token_tooltip", "render_steps_markdown", "column_stats_markdown", "distribution_figure", "scatter_figure",
     "escape_markdown_html", "group_colour", "group_label", "luminance", "HEATMAP_JS",
