@@ -222,3 +222,17 @@ def test_build_app_has_compare_and_heatmap_tabs_and_survives_bad_data(tmp_path):
     assert app._parse_auth("u:p:q") == ("u", "p:q")
     with pytest.raises(WorkbenchError):
         app._parse_auth("nopassword")
+
+
+def test_the_trained_teacher_before_and_after_rl_as_sources():
+    """`cpu-teacher`: the first recorded held-out sample per problem of the CPU RLT run, before and after training."""
+    import json
+
+    report = data.load_problems_report("cpu-teacher")
+    assert len(report.items) == 32 and not report.skipped
+    p = report.items[0]
+    assert set(p["sources"]) == set(p["completions"]) == {"before", "after"}
+    first = json.loads((data.repo_path_of_run() / "heldout_after.jsonl").read_text().split("\n")[0])
+    assert p["id"] == first["problem"] and p["completions"]["after"] == first["completion"]
+    assert p["meta"]["recorded"]["after"] == first["reward"]
+    assert data.load_problems("cpu-teacher", limit=3) == report.items[:3]

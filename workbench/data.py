@@ -313,14 +313,65 @@ def dedupe_ids(items: list[dict], first_suffix: int = 2) -> None:
             it["id"] = f"{it['id']}#{n + first_suffix - 1}"
 
 
+# The workbench's own teacher before and after RL training on this kind of machine (recipes/cpu/teacher_rlt.yaml):
+# the held-out samples its run recorded. Unlike the demo set's hand-written texts, these are real generations.
+TRAINED_TEACHER = "cpu-teacher"
+TRAINED_TEACHER_RUN = "results/cpu/teacher_rlt"
+TRAINED_TEACHER_SOURCES = {"before": "heldout_before.jsonl", "after": "heldout_after.jsonl"}
+
+
+def repo_path_of_run(run: str | Path | None = None) -> Path:
+    """The folder of the recorded CPU RLT run (results/cpu/teacher_rlt in the repository)."""
+    from .io import repo_path
+
+    return repo_path(run or TRAINED_TEACHER_RUN)
+
+
+def trained_teacher_report(run: str | Path | None = None, limit: int | None = None) -> Loaded:
+    """Problems with two sources, "before" and "after" (RL training): the first sample of each held-out problem that
+    the run recorded, as raw completions (a missing end tag is penalised when scored). The rewards the run recorded
+    are kept in meta["recorded"]; score with the run's reward configuration (`training.config.reward_config(run)`)
+    to reproduce them."""
+    folder = repo_path_of_run(run)
+    problems: dict[str, dict] = {}
+    skipped: list[str] = []
+    for source, name in TRAINED_TEACHER_SOURCES.items():
+        for row in read_rows(folder / name):
+            if not row.ok:
+                skipped.append(row.error)
+                continue
+            r = row.data
+            pid = str(r.get("problem") or r.get("id"))
+            if not isinstance(r.get("completion"), str) or not isinstance(r.get("question"), str):
+                skipped.append(f"{folder / name}: {row.loc}: no question or completion")
+                continue
+            pr = problems.setdefault(pid, {"id": pid, "question": r["question"], "solution": r["solution"],
+                                           "sources": {}, "completions": {},
+                                           "meta": {"topic": "arithmetic (held out)", "recorded": {},
+                                                    "file": str(folder), "location": row.loc}})
+            if source in pr["completions"]:
+                continue  # the first sample only: no picking
+            from . import formats
+
+            pr["completions"][source] = r["completion"]
+            pr["sources"][source] = formats.parse_completion(r["completion"]).body.strip()
+            if isinstance(r.get("reward"), (int, float)):
+                pr["meta"]["recorded"][source] = r["reward"]
+    items = list(problems.values())
+    return Loaded(items[:limit] if limit else items, skipped, str(folder)).require("problem")
+
+
 def load_problems_report(spec: str | None = None, limit: int | None = None) -> Loaded:
-    """The app / generate view: problems from "demo" (or None), a file, a folder or a hub id, with skipped rows.
+    """The app / generate view: problems from "demo" (or None), "cpu-teacher" (the workbench's own teacher before
+    and after RL training, recorded under results/cpu/), a file, a folder or a hub id, with skipped rows.
 
     Sources: "r1" (a reasoning trace or a Stratos thought) and "rlt" (an `rlt_explanation` column).
     """
     if spec is None or str(spec).strip() in ("", "demo"):
         problems = demo_problems()
         return Loaded(problems[:limit] if limit else problems, [], "the demo set")
+    if str(spec).strip() == TRAINED_TEACHER:
+        return trained_teacher_report(limit=limit)
     loaded = normalize_rows(load_rows(spec, limit=limit), normalize_problem)
     out = []
     stem = Path(loaded.origin).stem if not is_hub_id(loaded.origin) else loaded.origin.split("/")[-1]
