@@ -1,7 +1,12 @@
 """RLT Workbench app: RLT explanations beside R1 traces, and per-token reward heatmaps.
 
     python app.py [--data PATH_OR_HUB_ID] [--teacher MODEL] [--student MODEL] [--host 127.0.0.1] [--port 7860]
+                  [--auth USER:PASS | --no-auth] [--allow-dir DIR ...]
     workbench app ...                      (the same flags)
+
+Exposure: on loopback (the default) no password is asked. A --host other than loopback, or --share, needs --auth
+(or an explicit --no-auth, which prints a warning). Data files typed, uploaded or named in the Evaluate tab are read
+only from the --allow-dir folders (default: the working directory), Gradio's upload folder, and the --data file.
 
 `build_app()` lays out the UI and wires each control to one public function of the package: data loading
 (`workbench.data`), text metrics, step alignment, tables and cached scoring (`workbench.compare`), heatmaps and
@@ -25,6 +30,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import copy  # noqa: E402
 import html  # noqa: E402
+import ipaddress  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -93,6 +100,12 @@ def _labels(names) -> dict[str, str]:
     return {s: compare.source_label(s) for s in names}
 
 
+def _toast(message) -> str:
+    """Text for gr.Error / gr.Warning / gr.Info, which render their message as HTML: escaped, so a file's column
+    names or a typed value are shown, never interpreted."""
+    return html.escape(str(message))
+
+
 def _parse_auth(spec: str | None):
     if not spec:
         return None
@@ -102,20 +115,102 @@ def _parse_auth(spec: str | None):
     return (user, password)
 
 
+# ---------------------------------------------------------------------------------------------- exposure
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def is_loopback(host: str | None) -> bool:
+    """True when `host` (the --host value) binds the loopback interface only: localhost, 127.x.x.x or ::1."""
+    if host is None:
+        host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    h = host.strip().strip("[]")
+    if h.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(args) -> str | None:
+    """Check that an app reachable from other machines (--host other than loopback, or --share) asks for a password.
+
+    Returns None when it is fine (loopback, or --auth given), a warning to print when the operator opted out with
+    --no-auth, and raises WorkbenchError otherwise: without a password anyone who reaches the port can load data
+    files from the allowed folders, run the models, and cancel or resume every evaluation job."""
+    host, share = getattr(args, "host", "127.0.0.1"), bool(getattr(args, "share", False))
+    if getattr(args, "auth", None) or (is_loopback(host) and not share):
+        return None
+    how = " and ".join(x for x in (None if is_loopback(host) else f"--host {host or repr(host)} (other machines)",
+                                   "--share (a public gradio.live link)" if share else None) if x)
+    risk = ("anyone who reaches it could load data files from the allowed folders, run the models and cancel or "
+            "resume every evaluation job")
+    if getattr(args, "no_auth", False):
+        return f"warning: the app is exposed through {how} WITHOUT a password (--no-auth): {risk}"
+    raise WorkbenchError(f"refusing to expose the app through {how} without a password: {risk}. Add --auth USER:PASS "
+                         "(every visitor then logs in), or pass --no-auth to run it open anyway, on a network you trust")
+
+
+def allowed_folders(allow_dirs: list[str] | None = None) -> list[Path]:
+    """The folders data may be loaded from through the UI: the --allow-dir folders (default: the working
+    directory), and always the folder Gradio keeps uploads in. Resolved, so symbolic links cannot lead out."""
+    from gradio.utils import get_upload_folder
+
+    dirs = []
+    for d in ([os.getcwd()] if allow_dirs is None else allow_dirs):
+        path = Path(os.path.expanduser(str(d))).resolve()
+        if not path.is_dir():
+            raise WorkbenchError(f"--allow-dir {d}: not a folder")
+        dirs.append(path)
+    dirs.append(Path(get_upload_folder()).resolve())
+    return list(dict.fromkeys(dirs))
+
+
+def check_data_path(spec: str | None, folders: list[Path], also: tuple[Path, ...] = ()) -> None:
+    """Refuse (WorkbenchError) a data path typed or uploaded in the UI unless it lies in one of `folders` (after
+    resolving `..`, `~` and symbolic links) or is one of the files in `also` (the operator's --data). "demo", an
+    empty value and hub ids (owner/name that is no path here) are not files and pass."""
+    text = (spec or "").strip()
+    if text in ("", "demo"):
+        return
+    expanded = os.path.expanduser(text)
+    if _HUB_ID.fullmatch(expanded) and not os.path.lexists(expanded):
+        return
+    real = Path(expanded).resolve()
+    if real in also or any(real == f or real.is_relative_to(f) for f in folders):
+        return
+    raise WorkbenchError(f"{text}: not in a folder this app may read ({', '.join(map(str, folders))}); upload the "
+                         "file instead, or ask whoever runs the app to start it with --allow-dir FOLDER")
+
+
 # ---------------------------------------------------------------------------------------------- the app
 
 
 def build_app(problems: list[dict] | None = None, *, data_spec: str | None = None, teacher: str = DEFAULT_MODEL,
               student: str = DEFAULT_MODEL, models: compare.SharedModels | None = None, max_new_tokens: int = 256,
-              limit: int | None = None, export_dir: str | None = None) -> gr.Blocks:
+              limit: int | None = None, export_dir: str | None = None,
+              allow_dirs: list[str] | None = None) -> gr.Blocks:
     """Build the Gradio UI. `problems` (normalised, see workbench.data) wins over `data_spec` ("demo", a file or
-    a hub id); a bad data_spec shows its error in the app, which starts on the demo set instead."""
+    a hub id); a bad data_spec shows its error in the app, which starts on the demo set instead.
+
+    Files loaded from the UI (typed paths, uploads, the Evaluate tab's data) must lie in `allow_dirs` (default:
+    the working directory), Gradio's upload folder, or be the `data_spec` file itself (see check_data_path)."""
     models = models or compare.SharedModels()
+    folders = allowed_folders(allow_dirs)
+    operator_files = (Path(os.path.expanduser(data_spec.strip())).resolve(),) if (data_spec or "").strip() else ()
+
+    def confined(spec):
+        check_data_path(spec, folders, operator_files)
+
     export_dir = export_dir or tempfile.mkdtemp(prefix="rlt-workbench-")
     origin, start_error = data_spec or "the demo set", None
     if problems is None:
         try:
-            problems = data.load_problems(data_spec, limit)
+            loaded = data.load_problems_report(data_spec, limit)
+            problems = loaded.items
+            if loaded.skipped:
+                start_error = loaded.note()
         except WorkbenchError as exc:
             start_error = str(exc)
             problems, origin = data.demo_problems(), "the demo set"
@@ -169,8 +264,9 @@ def build_app(problems: list[dict] | None = None, *, data_spec: str | None = Non
         labels = _labels(names)
         aligned = compare.align_steps({s: compare.split_steps(p["sources"][s]) for s in names}, threshold)
         meta = p.get("meta", {})
-        tags = " · ".join(f"{k}: {meta[k]}" for k in ("topic", "difficulty") if meta.get(k))
-        problem_md = (f"### {html.escape(p['id'])}\n\n{tags}\n\n#### Question\n\n{viz.escape_markdown_html(p['question'])}"
+        # topic, difficulty and id come from the data file: plain text, never HTML or Markdown links and images
+        tags = " · ".join(f"{k}: {viz.escape_markdown_text(meta[k])}" for k in ("topic", "difficulty") if meta.get(k))
+        problem_md = (f"### {viz.escape_markdown_text(p['id'])}\n\n{tags}\n\n#### Question\n\n{viz.escape_markdown_html(p['question'])}"
                       f"\n\n#### Reference solution\n\n{viz.escape_markdown_html(p['solution'])}")
         vis, heads, bodies = [], [], []
         for k in range(MAX_SOURCES):
@@ -452,7 +548,7 @@ def build_app(problems: list[dict] | None = None, *, data_spec: str | None = Non
             try:
                 results = models.score(teacher_name, student_name, items, progress=True)
             except WorkbenchError as exc:
-                raise gr.Error(str(exc), duration=None) from None
+                raise gr.Error(_toast(exc), duration=None) from None
             errors = [f"{it['id']}: {r.error}" for it, r in zip(items, results) if r.error]
             return base + "\n\n" + _error_md("; ".join(errors)) if errors else base
 
@@ -462,7 +558,7 @@ def build_app(problems: list[dict] | None = None, *, data_spec: str | None = Non
             try:
                 results = models.score(teacher_name, student_name, items, progress=True)
             except WorkbenchError as exc:
-                raise gr.Error(str(exc), duration=None) from None
+                raise gr.Error(_toast(exc), duration=None) from None
             bad = sum(r.error is not None for r in results)
             return base if not bad else base + "\n\n" + _error_md(
                 f"{bad} of {len(items)} explanations could not be scored (their reward stays empty in the table)")
@@ -488,7 +584,7 @@ def build_app(problems: list[dict] | None = None, *, data_spec: str | None = Non
             try:
                 model, tokenizer = models.model(teacher_name), models.tokenizer(teacher_name)
             except WorkbenchError as exc:
-                raise gr.Error(str(exc), duration=None) from None
+                raise gr.Error(_toast(exc), duration=None) from None
             p["sources"]["generated"] = ""
             p.setdefault("completions", {})["generated"] = ""
             slot = _sources_of(p).index("generated") if "generated" in _sources_of(p) else None
@@ -508,7 +604,7 @@ def build_app(problems: list[dict] | None = None, *, data_spec: str | None = Non
                     out[1 + 2 * MAX_SOURCES + slot] = viz.escape_markdown_html(parsed) + " ▌"
                     yield [problems] + out
             except WorkbenchError as exc:
-                raise gr.Error(str(exc)) from None
+                raise gr.Error(_toast(exc)) from None
             finally:
                 stop_events.pop(key, None)
             if not p["sources"].get("generated", "").strip():
@@ -535,13 +631,17 @@ def build_app(problems: list[dict] | None = None, *, data_spec: str | None = Non
         def on_load(spec, upload, teacher_name, student_name, base):
             src = upload if upload else (spec or "demo")
             try:
-                new = data.load_problems(src, limit)
+                confined(src)
+                report = data.load_problems_report(src, limit)
             except WorkbenchError as exc:
-                gr.Warning(str(exc), duration=15)
+                gr.Warning(_toast(exc), duration=15)
                 return [gr.skip()] * 6 + [base + "\n\n" + _error_md(str(exc))]
+            new = report.items
+            if report.skipped:  # bad rows are skipped, not fatal: say which
+                gr.Warning(_toast(report.note()), duration=15)
             name = Path(src).name if upload else src
             choices = [p["id"] for p in new]
-            line = _status_md(new, name, teacher_name, student_name)
+            line = _status_md(new, name, teacher_name, student_name, html.escape(report.note()))
             return (new, table_df(new, teacher_name, student_name),
                     gr.update(choices=choices, value=choices[0] if choices else None),
                     gr.update(choices=metric_choices(new), value=None),
@@ -557,11 +657,15 @@ def build_app(problems: list[dict] | None = None, *, data_spec: str | None = Non
                 return gr.skip(), gr.skip(), gr.skip(), base + "\n\n" + _error_md("choose a file of teacher explanations first")
             source = (name or "").strip() or Path(upload).stem
             try:
-                rows = data.load_explanation_file(upload)
+                confined(upload)
+                loaded = data.load_explanations_report(upload)
+                rows = loaded.items
                 new = copy.deepcopy(problems)
                 report = data.join_explanations(new, rows, source, Path(upload).name)
+                if loaded.skipped:
+                    gr.Warning(_toast(loaded.note()), duration=15)
             except WorkbenchError as exc:
-                gr.Warning(str(exc), duration=15)
+                gr.Warning(_toast(exc), duration=15)
                 return gr.skip(), gr.skip(), gr.skip(), base + "\n\n" + _error_md(str(exc))
             note = (f"added {report['matched']} explanations as “{source}”"
                     + (f"; {len(report['unmatched'])} matched no question" if report["unmatched"] else ""))
@@ -579,14 +683,16 @@ def build_app(problems: list[dict] | None = None, *, data_spec: str | None = Non
         def on_export(problems, teacher_name, student_name):
             df = compare.long_table(problems, tok(teacher_name), rewards_lookup(teacher_name, student_name))
             wide = table_df(problems, teacher_name, student_name)
-            stamp = time.strftime("%Y%m%d-%H%M%S")
             paths = []
-            for name, text in ((f"rlt-problems-{stamp}.csv", compare.table_to_csv(wide)),
-                               (f"rlt-explanations-{stamp}.csv", compare.table_to_csv(df)),
-                               (f"rlt-explanations-{stamp}.jsonl", compare.table_to_jsonl(df))):
-                path = Path(export_dir) / name
-                path.write_text(text, encoding="utf-8")
-                paths.append(str(path))
+            try:
+                for prefix, suffix, text in (("rlt-problems", ".csv", compare.table_to_csv(wide)),
+                                             ("rlt-explanations", ".csv", compare.table_to_csv(df)),
+                                             ("rlt-explanations", ".jsonl", compare.table_to_jsonl(df))):
+                    path = viz.export_path(export_dir, prefix, "", suffix)
+                    path.write_text(text, encoding="utf-8")
+                    paths.append(str(path))
+            except OSError as exc:
+                raise gr.Error(_toast(f"could not write the export to {export_dir}: {exc}"), duration=None) from None
             return paths
 
         export_btn.click(on_export, [problems_state, teacher_box, student_box], export_files)
@@ -613,7 +719,7 @@ def build_app(problems: list[dict] | None = None, *, data_spec: str | None = Non
             try:
                 (result,) = models.score(teacher_name, student_name, [item], progress=True)
             except WorkbenchError as exc:
-                raise gr.Error(str(exc), duration=None) from None
+                raise gr.Error(_toast(exc), duration=None) from None
             if st and st.get("pid") == pid and st.get("result") and st.get("text") != text:
                 previous, previous_label = st["result"], st.get("label")
             elif st and st.get("pid") == pid and st.get("text") == text:
@@ -657,14 +763,20 @@ def build_app(problems: list[dict] | None = None, *, data_spec: str | None = Non
             if not st or not st.get("result"):
                 raise gr.Error("score an explanation first")
             breakdown, expl, sol = heatmap_views(st, metric, limit_v, mode)
-            path = Path(export_dir) / f"rlt-heatmap-{st.get('pid', 'x')}-{time.strftime('%Y%m%d-%H%M%S')}.html"
             p = _find(problems, st.get("pid"))
             question = "" if p is None else (
                 f"<h2 style='font-size:16px'>Problem {html.escape(p['id'])}</h2><p><b>Question.</b> "
                 f"{html.escape(p['question'])}</p><p><b>Reference solution.</b> {html.escape(p['solution'])}</p>")
-            path.write_text(viz.heatmap_document([question, breakdown, expl, sol],
-                                                 title=f"RLT reward heatmap · {st.get('label', '')}"), encoding="utf-8")
-            return gr.update(value=str(path), visible=True)
+            doc = viz.heatmap_document([question, breakdown, expl, sol], title=f"RLT reward heatmap · {st.get('label', '')}")
+            try:  # the problem id is only a hint for the name: `a/b` or `../x` becomes a_b, x
+                path = viz.export_path(export_dir, "rlt-heatmap", str(st.get("pid") or "x"), ".html")
+                path.write_text(doc, encoding="utf-8")
+            except OSError as exc:
+                raise gr.Error(_toast(f"could not write the heatmap export to {export_dir}: {exc}"),
+                               duration=None) from None
+            gr.Info(_toast(f"heatmap saved as {path.name}: download it from the “Heatmap export” box below the "
+                           "buttons"), duration=8)
+            return gr.update(value=str(path), visible=True, label=f"Heatmap export: {path.name}")
 
         export_hm_btn.click(on_export_heatmap, [problems_state, hm_state, hm_metric, hm_limit, sol_mode], hm_file)
 
@@ -750,6 +862,7 @@ def build_app(problems: list[dict] | None = None, *, data_spec: str | None = Non
 
         def ev_launch_job(model, bench, preset, limit, samples, max_new, temp, data_v, batch, engine):
             try:
+                confined(data_v)
                 job = eval_views.launch(model, bench, preset, limit, samples, max_new, temp, data_v, batch, engine)
                 jobs = eval_jobs.list_jobs()
             except WorkbenchError as exc:
@@ -828,7 +941,16 @@ def build_app(problems: list[dict] | None = None, *, data_spec: str | None = Non
 
 
 def launch_from_args(args) -> int:
-    """Start the app from parsed `workbench app` arguments; blocks until Ctrl+C."""
+    """Start the app from parsed `workbench app` arguments; blocks until Ctrl+C.
+
+    Refuses (WorkbenchError) to bind anything but loopback, or to share, without --auth unless --no-auth is given
+    (see exposure_warning); checks that before loading any model."""
+    warning = exposure_warning(args)
+    auth = _parse_auth(args.auth)  # a malformed --auth is an error before the models load
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    allow_dirs = getattr(args, "allow_dirs", None) or None
+    allowed_folders(allow_dirs)  # a bad --allow-dir is an error before the models load
     models = compare.SharedModels(device=getattr(args, "device", "auto"))
     print(f"loading {args.teacher} (teacher) and {args.student} (student) once for all sessions …", file=sys.stderr)
     try:
@@ -836,13 +958,15 @@ def launch_from_args(args) -> int:
     except WorkbenchError as exc:
         print(f"warning: {exc} (the app starts anyway; scoring will show this error)", file=sys.stderr)
     demo = build_app(data_spec=args.data, teacher=args.teacher, student=args.student, models=models,
-                     max_new_tokens=args.max_new_tokens, limit=args.limit)
+                     max_new_tokens=args.max_new_tokens, limit=args.limit, allow_dirs=allow_dirs)
     demo.queue(default_concurrency_limit=8, max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=_parse_auth(args.auth),
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
                 prevent_thread_lock=True, allowed_paths=[demo.workbench_export_dir], quiet=True,
                 ssr_mode=False)
     url = demo.local_url or f"http://{args.host}:{args.port}/"
     print(f"\nRLT Workbench is running at {url}", flush=True)
+    print("data can be loaded from: " + ", ".join(map(str, allowed_folders(allow_dirs))) + " (more: --allow-dir DIR)",
+          flush=True)
     if getattr(demo, "share_url", None):
         print(f"public share link: {demo.share_url}", flush=True)
     print("press Ctrl+C to stop", flush=True)

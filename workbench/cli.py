@@ -573,7 +573,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
     p.add_argument("--max-new-tokens", type=int, default=256, help="default length of a generated explanation")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs network)")
-    p.add_argument("--auth", metavar="USER:PASS", help="require this user name and password")
+    p.add_argument("--auth", metavar="USER:PASS", help="require this user name and password (required with --share "
+                   "or a --host other than loopback, unless --no-auth)")
+    p.add_argument("--no-auth", action="store_true", help="allow --share or a non-loopback --host without --auth: "
+                   "anyone who reaches the app can use it (a warning is printed)")
+    p.add_argument("--allow-dir", dest="allow_dirs", action="append", default=[], metavar="DIR",
+                   help="a folder the UI may load data files from (repeatable; default: the working directory; "
+                   "uploads are always allowed)")
     p.set_defaults(func=cmd_app)
     _add_eval_parsers(sub)
     _add_prompts_parsers(sub)

@@ -22,6 +22,7 @@ import json
 import math
 import re
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -265,20 +266,106 @@ def long_table(problems: list[dict], tokenizer=None, rewards: Callable[[dict, st
     return df
 
 
-def search_problems(problems: list[dict], query: str, regex: bool = False, fields: tuple[str, ...] = ("question",)) -> set[str]:
+SEARCH_TIMEOUT_S = 1.0  # a regular expression search of the whole table stops after this long
+MAX_PATTERN_CHARS = 1000
+MAX_PATTERN_SIZE = 100_000  # the most copies of a literal that counted repeats ({n}) may ask for, nested counts multiplied
+_COUNTED_REPEAT = re.compile(r"\{(\d*)(?:,(\d*))?\}")
+
+
+def _pattern_size(pattern: str) -> int:
+    """An upper bound of how many copies of its atoms a pattern's counted repeats ask for: `x{100}` is 100,
+    `(?:x{100}){1000}` is 100,000. The `regex` module unrolls counted repeats when it compiles, so a pattern such
+    as `(?:x{100}){65535}` takes gigabytes before any timeout applies; this bound is checked first."""
+    stack: list[int] = [0]  # size of the group being read, innermost last
+    last = 0  # size of the atom just read (what a quantifier applies to)
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            stack[-1] += 1
+            last = 1
+            continue
+        if c == "[":
+            j = i + 1
+            if j < n and pattern[j] == "^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            i = j + 1
+            stack[-1] += 1
+            last = 1
+            continue
+        if c == "(":
+            stack.append(0)
+            i += 1
+            continue
+        if c == ")" and len(stack) > 1:
+            last = max(stack.pop(), 1)
+            stack[-1] += last
+            i += 1
+            continue
+        if c == "{":
+            m = _COUNTED_REPEAT.match(pattern, i)
+            if m and (m.group(1) or m.group(2)):
+                lo, hi = m.group(1), m.group(2)
+                count = int(hi) if hi else int(lo or 0)
+                stack[-1] += last * (max(count, 1) - 1)
+                last *= max(count, 1)
+                i = m.end()
+                continue
+        stack[-1] += 1
+        last = 1
+        i += 1
+    return sum(stack)
+
+
+def compile_search(query: str):
+    """The compiled user regular expression (case-insensitive) of a search, with the `regex` module, whose matches
+    take a timeout and release the GIL. Raises WorkbenchError for a bad, overlong or too repetitive expression."""
+    import regex as rx
+
+    if len(query) > MAX_PATTERN_CHARS:
+        raise WorkbenchError(f"the regular expression is too long ({len(query)} characters; at most "
+                             f"{MAX_PATTERN_CHARS})")
+    size = _pattern_size(query)
+    if size > MAX_PATTERN_SIZE:
+        raise WorkbenchError(f"the regular expression repeats too much: its counted repeats ({{n}}) ask for about "
+                             f"{size:,} copies (at most {MAX_PATTERN_SIZE:,}); use smaller counts, or + and *")
+    try:
+        return rx.compile(query, rx.IGNORECASE)
+    except (rx.error, OverflowError, RecursionError, ValueError) as exc:
+        raise WorkbenchError(f"bad regular expression {query!r}: {exc}") from None
+
+
+def search_problems(problems: list[dict], query: str, regex: bool = False, fields: tuple[str, ...] = ("question",),
+                    timeout_s: float = SEARCH_TIMEOUT_S) -> set[str]:
     """Ids of problems whose fields (question, solution, or "sources" for all explanations) match the query.
 
-    Plain text is matched case-insensitively as a substring; with regex=True the query is a Python regular
-    expression (case-insensitive). A bad expression raises WorkbenchError.
+    Plain text is matched case-insensitively as a substring; with regex=True the query is a regular expression
+    (case-insensitive, Python syntax, run by the `regex` module). A bad expression raises WorkbenchError, and so does
+    a search that takes longer than `timeout_s` in all (a pattern such as `(a|aa)+c` can take exponential time):
+    the match is stopped, and while it runs other threads (other users of the app) are served, as it releases
+    the GIL.
     """
     if not query or not query.strip():
         return {p["id"] for p in problems}
     if regex:
-        try:
-            pat = re.compile(query, re.IGNORECASE)
-        except re.error as exc:
-            raise WorkbenchError(f"bad regular expression {query!r}: {exc}") from None
-        match = pat.search
+        pat = compile_search(query)
+        deadline = time.monotonic() + timeout_s
+
+        def match(t: str):
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                return pat.search(t, timeout=left, concurrent=True)
+            except TimeoutError:
+                raise WorkbenchError(f"the search took too long (over {timeout_s:g} s) and was stopped: the regular "
+                                     f"expression {query!r} may backtrack too much (nested repeats such as (a+)+ or "
+                                     f"(a|aa)+ do); simplify it, search fewer fields, or untick regex") from None
     else:
         q = query.lower()
 
@@ -315,10 +402,27 @@ def filter_table(df, ids: set[str] | None = None, metric: str | None = None, lo:
     return out
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value):
+    """A text cell that a spreadsheet would read as a formula (it starts with = + - @ tab or CR) gets a leading `'`
+    (the OWASP rule against CSV injection: `=HYPERLINK(...)` is then shown as text). Numbers are left alone."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
 def table_to_csv(df) -> str:
-    """CSV text of a table (UTF-8, header row)."""
+    """CSV text of a table (UTF-8, header row, CRLF line ends); text cells and column names that would start a
+    spreadsheet formula are prefixed with `'` (see csv_safe)."""
+    safe = df.rename(columns=lambda c: csv_safe(str(c)) if isinstance(c, str) else c)
+    for c in safe.columns:
+        if safe[c].dtype == object or str(safe[c].dtype) in ("string", "str"):
+            safe[c] = safe[c].map(csv_safe)
     buf = io.StringIO()
-    df.to_csv(buf, index=False, quoting=csv.QUOTE_MINIMAL)
+    # CRLF line ends (RFC 4180): a cell holding a lone CR or LF is then quoted, so it cannot start a row of its own
+    safe.to_csv(buf, index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
     return buf.getvalue()
 
 
@@ -513,4 +617,5 @@ __all__ = [
     "count_markers", "filter_table", "long_table", "marker_spans", "metric_column", "problem_table",
     "result_from_dict", "reward_breakdown", "score_cached", "score_item", "search_problems", "source_label",
     "source_names", "split_steps", "step_bag", "step_similarity", "table_to_csv", "table_to_jsonl", "text_metrics",
+    "csv_safe", "compile_search",
 ]

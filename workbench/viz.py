@@ -20,6 +20,7 @@ import html
 import json
 import math
 import re
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -443,6 +444,28 @@ def heatmap_document(fragments: Sequence[str], title: str = "RLT heatmap") -> st
     )
 
 
+def safe_filename(text: str, max_chars: int = 60) -> str:
+    """A file-name part from any text (a problem id such as `a/b` or `../x`): letters, digits, `.`, `_` and `-`
+    kept, runs of anything else become `_`, no leading dot, at most `max_chars` characters, never empty."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._-")[:max_chars].strip("._-")
+    return name or "x"
+
+
+def export_path(folder, prefix: str, name: str, suffix: str):
+    """A new file path in `folder` for an export: `<prefix>-<safe name>-<date>-<time>-<6 hex>.<suffix>`; the random
+    part keeps two exports of the same second (two users, or one user twice) apart. The folder is created."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stem = "-".join(x for x in (safe_filename(prefix), safe_filename(name) if name else "", stamp) if x)
+    while True:
+        path = folder / f"{stem}-{uuid.uuid4().hex[:6]}{suffix}"
+        if not path.exists():
+            return path
+
+
 # ---------------------------------------------------------------------------------------------- compare columns
 
 _TAG_START = re.compile(r"<(?=[A-Za-z/!?|])")
@@ -485,6 +508,18 @@ def escape_markdown_html(text: str) -> str:
     """Keep tag-like text (`<think>`, `<|begin_of_thought|>`, `<script>`) and entities visible in Markdown, and
     render a bare `\\boxed{}` as LaTeX."""
     return wrap_bare_latex(_TAG_START.sub("&lt;", _ENTITY.sub("&amp;", text)))
+
+
+_MD_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")
+
+
+def escape_markdown_text(text: str) -> str:
+    """Plain text for Markdown: every ASCII punctuation character becomes a numeric character reference (`<` is
+    `&#60;`), so no HTML tag, entity, link, image, autolink (`https://...`, `www.`, `a@b.c`), emphasis, heading or
+    LaTeX delimiter can form (references are never structural in Markdown; backslash escapes would be, as `\\(`
+    and `\\[` open LaTeX in the app). It renders as the very text. For short labels from data files (topic,
+    difficulty, id); whitespace runs become one space."""
+    return _MD_PUNCTUATION.sub(lambda m: f"&#{ord(m.group())};", " ".join(str(text).split()))
 
 
 def _tint(colour: str, f: float = 0.82) -> str:
@@ -654,4 +689,5 @@ __all__ = [
     "render_breakdown", "heatmap_document", "worst_tokens", "changed_tokens", "delta_tokens", "escape_token",
     "token_tooltip", "render_steps_markdown", "column_stats_markdown", "distribution_figure", "scatter_figure",
     "escape_markdown_html", "group_colour", "group_label", "luminance", "HEATMAP_JS",
+    "escape_markdown_text", "safe_filename", "export_path",
 ]
