@@ -28,10 +28,12 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The app on the embedded default model with the demo set loaded; prints its URL (127.0.0.1 unless HOST says otherwise).
+# Another HOST (e.g. 0.0.0.0) needs a password: make demo HOST=0.0.0.0 APP_ARGS="--auth user:pass" (docs/robustness.md).
 HOST ?= 127.0.0.1
 PORT ?= 7860
+APP_ARGS ?=
 demo: install
-	$(VENV)/bin/workbench app --host $(HOST) --port $(PORT)
+	$(VENV)/bin/workbench app --host $(HOST) --port $(PORT) $(APP_ARGS)
 
 # The ranked reward table of the demo set, in the terminal.
 score-demo: install
