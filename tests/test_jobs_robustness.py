@@ -180,7 +180,8 @@ def test_a_second_worker_for_a_held_job_refuses(monkeypatch):
     assert done.state == "done" and done.attempts == 1 and done.pid == first_pid, jobs.read_log(job.id)
 
 
-def test_resume_is_refused_while_the_previous_worker_still_holds_the_job():
+def test_resume_is_refused_while_the_previous_worker_still_holds_the_job(monkeypatch):
+    monkeypatch.setattr(jobs, "RESUME_GRACE_S", 1.0)  # how long resume waits for a worker that is exiting
     job = jobs.submit("wait", {"seconds": 60.0, "steps": 60})
     _wait_for(lambda: jobs.get_job(job.id).state == "running", what="worker running")
     pid = jobs.get_job(job.id).pid

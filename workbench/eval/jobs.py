@@ -77,6 +77,7 @@ _SQLITE_INT = (-(2**63), 2**63 - 1)
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _LOCK_WAIT_S = 2.0  # a worker waits this long for its job's lock (a resume's probe holds it for microseconds)
 _HELD: list = []  # lock files this process holds: closed in forked children, so a lock dies with this process
+RESUME_GRACE_S = 15.0  # how long a resume waits for the previous worker (already finished) to exit
 _CHILDREN: dict[int, subprocess.Popen] = {}  # processes started by this process, reaped when the table is read
 
 
@@ -527,6 +528,10 @@ def resume_job(job_id: int) -> JobInfo:
                                  "without the folder it was submitted from, so a resume could read other files; "
                                  "submit it again with absolute paths (new jobs store them so)")
         holder = _job_lock_holder(job_id)
+        deadline = time.time() + RESUME_GRACE_S  # a worker that recorded its final state is exiting: a moment
+        while holder is not None and time.time() < deadline:
+            time.sleep(0.1)
+            holder = _job_lock_holder(job_id)
         if holder is not None:
             who = f"pid {holder}" if holder > 0 else "a process"
             raise WorkbenchError(f"job {job_id}'s previous worker ({who}) has not exited yet; resume it again once "
