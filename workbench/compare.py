@@ -32,13 +32,28 @@ from .errors import WorkbenchError
 
 # ---------------------------------------------------------------------------------------------- sources
 
-SOURCE_LABELS = {"rlt": "RLT explanation", "r1": "R1 trace", "generated": "Generated (teacher)"}
+SOURCE_LABELS = {"rlt": "RLT explanation", "r1": "R1 trace", "generated": "Generated (teacher)",
+                 "before": "Teacher before RL", "after": "Teacher after RL"}
 SOURCE_ORDER = ("rlt", "r1")
 
 
 def source_label(name: str) -> str:
     """Human name of an explanation source ("rlt" -> "RLT explanation"); other names are shown as they are."""
     return SOURCE_LABELS.get(name, name)
+
+
+# The order in which sources are considered when steps are lettered (align_steps): the known sources first,
+# any other in the order given, the freshly generated explanation last. A source added to a comparison later in
+# this order never changes the letters (and colours) the others' steps already have.
+STABLE_SOURCE_ORDER = ("rlt", "r1", "before", "after")
+
+
+def stable_source_order(names: Iterable[str]) -> list[str]:
+    """The names in the stable order (STABLE_SOURCE_ORDER first, others as given, "generated" last)."""
+    names = list(dict.fromkeys(names))
+    known = [s for s in STABLE_SOURCE_ORDER if s in names]
+    rest = [s for s in names if s not in STABLE_SOURCE_ORDER and s != "generated"]
+    return known + rest + (["generated"] if "generated" in names else [])
 
 
 def source_names(problems: Iterable[dict]) -> list[str]:
@@ -160,25 +175,27 @@ class AlignedStep:
     links: list[StepLink] = field(default_factory=list)
 
 
-def align_steps(columns: dict[str, list[str]], threshold: float = 0.5) -> dict[str, list[AlignedStep]]:
-    """Link steps of different columns that say the same.
+def align_steps(columns: dict[str, list[str]], threshold: float = 0.5,
+                order: Iterable[str] | None = None) -> dict[str, list[AlignedStep]]:
+    """Link steps of different columns that say the same, and give linked steps a group number (its letter and
+    colour in the app: `viz.group_label`, `viz.group_colour`).
 
     For every pair of columns, step i of A and step j of B are linked when j is i's most similar step in B,
-    i is j's most similar step in A (mutual best match) and their similarity is >= threshold. Linked steps are
-    grouped (connected components across all columns); groups are numbered in reading order of the columns.
+    i is j's most similar step in A (mutual best match) and their similarity is >= threshold.
+
+    Group numbers are stable: columns are taken in `order` (default: `stable_source_order`, whatever order the
+    dict has), pairs are visited as the columns come (A–B, then A–C and B–C, ...), and a linked step joins the
+    group its partner already has, or opens the next group. So adding a column (later in the order) never
+    changes the groups of the steps the other columns already had, it only adds groups; a step it links to two
+    different groups joins the first and keeps both links (groups are not merged).
     """
-    names = list(columns)
+    names = [n for n in (order if order is not None else stable_source_order(columns)) if n in columns]
+    names += [n for n in columns if n not in names]
     bags = {n: [step_bag(s) for s in columns[n]] for n in names}
-    out = {n: [AlignedStep(s) for s in columns[n]] for n in names}
-    parent: dict[tuple[str, int], tuple[str, int]] = {}
-
-    def find(x):
-        while parent.get(x, x) != x:
-            x = parent[x]
-        return x
-
-    for ai, a in enumerate(names):
-        for b in names[ai + 1:]:
+    out = {n: [AlignedStep(s) for s in columns[n]] for n in columns}
+    next_group = 0
+    for bi, b in enumerate(names):
+        for a in names[:bi]:
             if not bags[a] or not bags[b]:
                 continue
             sim = [[_cosine(x, y) for y in bags[b]] for x in bags[a]]
@@ -187,17 +204,20 @@ def align_steps(columns: dict[str, list[str]], threshold: float = 0.5) -> dict[s
             for i, j in enumerate(best_b):
                 s = sim[i][j]
                 if s >= threshold and best_a[j] == i:
-                    out[a][i].links.append(StepLink(b, j, s))
-                    out[b][j].links.append(StepLink(a, i, s))
-                    ra, rb = find((a, i)), find((b, j))
-                    if ra != rb:
-                        parent[rb] = ra
-    groups: dict[tuple[str, int], int] = {}
-    for n in names:
-        for i, st in enumerate(out[n]):
-            if st.links:
-                root = find((n, i))
-                st.group = groups.setdefault(root, len(groups))
+                    sa, sb = out[a][i], out[b][j]
+                    sa.links.append(StepLink(b, j, s))
+                    sb.links.append(StepLink(a, i, s))
+                    if sa.group is None and sb.group is None:
+                        sa.group = sb.group = next_group
+                        next_group += 1
+                    elif sa.group is None:
+                        sa.group = sb.group
+                    elif sb.group is None:
+                        sb.group = sa.group
+    shown = list(columns)
+    for n in out:  # links in the order of the columns, as shown
+        for st in out[n]:
+            st.links.sort(key=lambda lk: (shown.index(lk.column), lk.step))
     return out
 
 
@@ -213,9 +233,10 @@ def metric_column(source: str, metric: str) -> str:
 
 
 def problem_table(problems: list[dict], tokenizer=None, rewards: Callable[[dict, str], Any] | None = None,
-                  sources: list[str] | None = None, question_chars: int = 60):
-    """One row per problem: id, topic, question (shortened), and per source tokens, steps, markers and, where
-    `rewards(problem, source)` returns a result, reward, r_ss and r_kl (NaN when not scored yet)."""
+                  sources: list[str] | None = None, question_chars: int | None = 60):
+    """One row per problem: id, topic, question (shortened to `question_chars` with "…" for display; None or 0:
+    whole), and per source tokens, steps, markers and, where `rewards(problem, source)` returns a result, reward,
+    r_ss and r_kl (NaN when not scored yet). For a file, use `export_problems` (full texts)."""
     import pandas as pd
 
     sources = sources or source_names(problems)
@@ -226,7 +247,7 @@ def problem_table(problems: list[dict], tokenizer=None, rewards: Callable[[dict,
         row: dict[str, Any] = {"id": p["id"]}
         if has_topic:
             row["topic"] = p.get("meta", {}).get("topic", "")
-        row["question"] = q if len(q) <= question_chars else q[: question_chars - 1] + "…"
+        row["question"] = q if not question_chars or len(q) <= question_chars else q[: question_chars - 1] + "…"
         for s in sources:
             text = p["sources"].get(s)
             m = text_metrics(text, tokenizer) if text else None
@@ -244,8 +265,13 @@ def problem_table(problems: list[dict], tokenizer=None, rewards: Callable[[dict,
     return df
 
 
-def long_table(problems: list[dict], tokenizer=None, rewards: Callable[[dict, str], Any] | None = None):
-    """One row per (problem, source) with every metric: the input of the dataset charts and of the exports."""
+def long_table(problems: list[dict], tokenizer=None, rewards: Callable[[dict, str], Any] | None = None,
+               texts: bool = False):
+    """One row per (problem, source) with every metric: the input of the dataset charts and of the exports.
+
+    texts=True adds the full question, solution, explanation and raw completion (None when the explanation has
+    none) after id and source, and the reward a run recorded (meta["recorded"]) when there is one: see
+    `export_explanations`."""
     import pandas as pd
 
     rows = []
@@ -254,16 +280,215 @@ def long_table(problems: list[dict], tokenizer=None, rewards: Callable[[dict, st
             m = text_metrics(text, tokenizer)
             r = rewards(p, s) if rewards else None
             ok = r is not None and getattr(r, "error", None) is None
-            row = {"id": p["id"], "source": s, "tokens": m["tokens"], "steps": m["steps"], "markers": m["markers"],
-                   **{f"marker {k}": v for k, v in m["marker_counts"].items()}}
+            row = {"id": p["id"], "source": s}
+            if texts:
+                row.update({"label": source_label(s), "question": p.get("question", ""),
+                            "solution": p.get("solution", ""), "explanation": text,
+                            "completion": (p.get("completions") or {}).get(s)})
+            row.update({"tokens": m["tokens"], "steps": m["steps"], "markers": m["markers"],
+                        **{f"marker {k}": v for k, v in m["marker_counts"].items()}})
             for k in ("reward", "r_ss", "r_kl", "kl_mean", "solution_logprob_mean", "format_penalty"):
                 row[k] = getattr(r, k, None) if ok else None
+            if texts:
+                row["score error"] = getattr(r, "error", None) if r is not None else None
+                recorded = ((p.get("meta") or {}).get("recorded") or {}).get(s)
+                row["recorded reward"] = recorded if isinstance(recorded, (int, float)) else None
             rows.append(row)
     df = pd.DataFrame(rows)
-    for k in ("reward", "r_ss", "r_kl", "kl_mean", "solution_logprob_mean", "format_penalty"):
+    for k in ("reward", "r_ss", "r_kl", "kl_mean", "solution_logprob_mean", "format_penalty", "recorded reward"):
         if k in df:
             df[k] = pd.to_numeric(df[k], errors="coerce")
     return df
+
+
+# ---------------------------------------------------------------------------------------------- exports
+
+_META_FIRST = ("topic", "difficulty")
+
+
+def _meta_columns(problems: list[dict]) -> list[str]:
+    """Scalar meta fields of the problems (topic, difficulty first), for the exports."""
+    keys: dict[str, None] = {}
+    for p in problems:
+        for k, v in (p.get("meta") or {}).items():
+            if isinstance(v, (str, int, float, bool)) and v is not None:
+                keys.setdefault(k, None)
+    return [k for k in _META_FIRST if k in keys] + [k for k in keys if k not in _META_FIRST]
+
+
+def export_problems(problems: list[dict], tokenizer=None, rewards: Callable[[dict, str], Any] | None = None,
+                    sources: list[str] | None = None):
+    """The problem table for a file: one row per problem with the WHOLE question and solution (never the
+    display's "…"), the scalar meta fields (topic, difficulty, ...), and per source its whole explanation, its raw
+    completion (a column only for sources that have one), tokens, steps, markers, reward, r_ss, r_kl and the
+    reward a run recorded (a column only where there is one). Write it with `table_to_csv` / `table_to_jsonl`
+    (spreadsheet-formula cells are neutralised there)."""
+    import pandas as pd
+
+    sources = sources or source_names(problems)
+    meta_cols = _meta_columns(problems)
+    has_completion = {s: any(s in (p.get("completions") or {}) for p in problems) for s in sources}
+    has_recorded = {s: any(s in ((p.get("meta") or {}).get("recorded") or {}) for p in problems) for s in sources}
+    rows = []
+    for p in problems:
+        meta = p.get("meta") or {}
+        row: dict[str, Any] = {"id": p["id"]}
+        for k in meta_cols:
+            v = meta.get(k)
+            row[k if k in _META_FIRST else f"meta {k}"] = v if isinstance(v, (str, int, float, bool)) else None
+        row["question"] = p.get("question", "")
+        row["solution"] = p.get("solution", "")
+        for s in sources:
+            text = p["sources"].get(s)
+            row[metric_column(s, "explanation")] = text
+            if has_completion[s]:
+                row[metric_column(s, "completion")] = (p.get("completions") or {}).get(s)
+            m = text_metrics(text, tokenizer) if text else None
+            r = rewards(p, s) if (rewards and text) else None
+            ok = r is not None and getattr(r, "error", None) is None
+            for k in ("tokens", "steps", "markers"):
+                row[metric_column(s, k)] = m[k] if m else None
+            for k in ("reward", "r_ss", "r_kl"):
+                v = getattr(r, k, None) if ok else None
+                row[metric_column(s, k)] = v if isinstance(v, (int, float)) else None
+            if has_recorded[s]:
+                v = (meta.get("recorded") or {}).get(s)
+                row[metric_column(s, "recorded reward")] = v if isinstance(v, (int, float)) else None
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    for c in df.columns:
+        if c.split(" ")[-1] in ("tokens", "steps", "markers"):
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")  # counts stay whole where some are missing
+        elif c.split(" ")[-1] in METRIC_NAMES or c.endswith(" recorded reward"):
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df
+
+
+def export_explanations(problems: list[dict], tokenizer=None, rewards: Callable[[dict, str], Any] | None = None):
+    """One row per (problem, source) for a file: id, source, label, the whole question, solution, explanation and
+    raw completion (None when there is none), then every metric (see long_table; `score error` says why an
+    explanation has no reward). Write it with `table_to_csv` / `table_to_jsonl`."""
+    return long_table(problems, tokenizer, rewards, texts=True)
+
+
+def _result_metrics(problem: dict, source: str, tokenizer, rewards) -> tuple[dict, Any]:
+    text = problem["sources"].get(source) or ""
+    r = rewards(problem, source) if rewards else None
+    if r is not None and getattr(r, "error", None) is not None:
+        r = None
+    return text_metrics(text, tokenizer), r
+
+
+def _html_with_markers(text: str) -> str:
+    """Escaped HTML of a text with its self-correction markers in <mark>."""
+    import html
+
+    from .viz import MARKER_COLOURS
+
+    out, last = [], 0
+    for a, b in marker_spans(text):
+        out += [html.escape(text[last:a]),
+                f'<mark style="background:{MARKER_COLOURS["background"]};color:{MARKER_COLOURS["text"]}">'
+                f"{html.escape(text[a:b])}</mark>"]
+        last = b
+    out.append(html.escape(text[last:]))
+    return "".join(out)
+
+
+def side_by_side_html(problem: dict, sources: list[str] | None = None, *, labels: dict[str, str] | None = None,
+                      rewards: Callable[[dict, str], Any] | None = None, tokenizer=None, align: bool = True,
+                      threshold: float = 0.5, title: str | None = None) -> str:
+    """A standalone, printable HTML page of one problem: the question and solution, then the explanations in
+    columns (one per source, in the order given; default: every source of the problem), each with its tokens,
+    steps, markers and, where `rewards(problem, source)` has a result, reward, r_SS and r_KL. With align=True the
+    steps are drawn as in the Compare tab: steps that say the same share a coloured bar and a group letter
+    (`align_steps`, same letters and colours as the app). Every text is escaped (shown, never interpreted); the
+    page is always light (`color-scheme: light`) and prints in landscape, columns side by side."""
+    import html
+
+    from . import viz
+
+    sources = [s for s in (sources or source_names([problem])) if s in problem["sources"]]
+    labels = labels or {}
+    lab = {s: labels.get(s, source_label(s)) for s in sources}
+    aligned = (align_steps({s: split_steps(problem["sources"][s]) for s in sources}, threshold) if align
+               else {s: [AlignedStep(t) for t in split_steps(problem["sources"][s])] for s in sources})
+    lt = viz.SCHEMES["light"]
+    esc = html.escape
+    meta = problem.get("meta") or {}
+    tags = " · ".join(f"{k}: {esc(str(meta[k]))}" for k in ("topic", "difficulty") if meta.get(k))
+    heading = title or f"Problem {problem['id']}"
+    cols = []
+    for s in sources:
+        m, r = _result_metrics(problem, s, tokenizer, rewards)
+        stats = f"{m['tokens']} tokens · {m['steps']} steps · {m['markers']} markers"
+        if r is not None and getattr(r, "reward", None) is not None:
+            pen = " · no end tag (−1)" if getattr(r, "format_penalty", 0) else ""
+            stats += (f"<br><b>reward {viz.fmt(r.reward)}</b> · r_SS {viz.fmt(getattr(r, 'r_ss', None))} · "
+                      f"r_KL {viz.fmt(getattr(r, 'r_kl', None))}{pen}")
+        steps = []
+        for i, st in enumerate(aligned[s]):
+            if st.group is not None:
+                border, bg = viz.group_colour(st.group)
+                links = "; ".join(f"≈ {lab.get(lk.column, lk.column)} §{lk.step + 1} ({lk.similarity:.2f})"
+                                  for lk in st.links)
+                tag = f"§{i + 1} · <b>{viz.group_label(st.group)}</b> · {esc(links)}"
+                style = f' style="border-left-color:{border};background:{bg};color:{lt["text"]}"'
+            else:
+                tag, style = f"§{i + 1}", ""
+            steps.append(f'<div class="step"{style}><div class="tag">{tag}</div>{_html_with_markers(st.text)}</div>')
+        cols.append(f'<section class="col"><h2 style="border-bottom-color:{viz.source_colour(s)}">{esc(lab[s])}</h2>'
+                    f'<div class="stats">{stats}</div>{"".join(steps) or "<p class=tag>(empty)</p>"}</section>')
+    n = max(1, len(cols))
+    css = (f":root{{color-scheme:light}}body{{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;"
+           f"color:{lt['text']};background:{lt['surface']};margin:16px;font-size:14px;line-height:1.45}}"
+           "h1{font-size:20px;margin:0 0 4px}h2{font-size:15px;margin:0 0 4px;padding-bottom:3px;border-bottom:4px solid}"
+           f".meta,.stats,.tag{{color:{lt['muted']}}}.tag{{font-size:11px}}.stats{{font-size:12px;margin-bottom:6px}}"
+           f".text{{white-space:pre-wrap;word-break:break-word;border:1px solid {lt['border']};border-radius:4px;"
+           "padding:6px 10px;margin:4px 0 12px}"
+           f".cols{{display:grid;grid-template-columns:repeat({n},minmax(0,1fr));gap:12px;align-items:start}}"
+           ".step{white-space:pre-wrap;word-break:break-word;border-left:5px solid transparent;padding:2px 8px;"
+           "margin:6px 0;border-radius:3px}.step .tag{white-space:normal}"
+           "@media (max-width:700px){.cols{grid-template-columns:1fr}}"
+           "@media print{@page{size:landscape;margin:10mm}body{margin:0;font-size:10pt}.cols{gap:6px}"
+           ".step{break-inside:avoid}*{-webkit-print-color-adjust:exact;print-color-adjust:exact}}")
+    return ('<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><meta name="color-scheme" content="light">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(heading)}</title><style>{css}</style></head><body>"
+            f"<h1>{esc(heading)}</h1>" + (f'<div class="meta">{tags}</div>' if tags else "")
+            + f'<h2 style="border-bottom-color:{lt["border"]}">Question</h2><div class="text">{esc(problem.get("question", ""))}</div>'
+            + f'<h2 style="border-bottom-color:{lt["border"]}">Reference solution</h2>'
+              f'<div class="text">{esc(problem.get("solution", ""))}</div>'
+            + f'<div class="cols">{"".join(cols)}</div></body></html>\n')
+
+
+def side_by_side_markdown(problem: dict, sources: list[str] | None = None, *, labels: dict[str, str] | None = None,
+                          rewards: Callable[[dict, str], Any] | None = None, tokenizer=None) -> str:
+    """One problem as Markdown (for notes or a slide): question, solution, a table of every source's metrics and
+    rewards, then each explanation under its own heading. Tags in the texts are escaped (LaTeX kept), labels and
+    ids are plain text."""
+    from . import viz
+
+    sources = [s for s in (sources or source_names([problem])) if s in problem["sources"]]
+    labels = labels or {}
+    meta = problem.get("meta") or {}
+    out = [f"# Problem {viz.escape_markdown_text(problem['id'])}"]
+    tags = " · ".join(f"{k}: {viz.escape_markdown_text(meta[k])}" for k in ("topic", "difficulty") if meta.get(k))
+    if tags:
+        out.append(tags)
+    out += ["## Question", viz.escape_markdown_html(problem.get("question", "")),
+            "## Reference solution", viz.escape_markdown_html(problem.get("solution", ""))]
+    rows = ["| source | tokens | steps | markers | reward | r_SS | r_KL |", "|---|---:|---:|---:|---:|---:|---:|"]
+    bodies = []
+    for s in sources:
+        m, r = _result_metrics(problem, s, tokenizer, rewards)
+        name = viz.escape_markdown_text(labels.get(s, source_label(s))).replace("|", "&#124;")
+        vals = [viz.fmt(getattr(r, k, None)) if r is not None else "—" for k in ("reward", "r_ss", "r_kl")]
+        rows.append(f"| {name} | {m['tokens']} | {m['steps']} | {m['markers']} | " + " | ".join(vals) + " |")
+        bodies += [f"## {name}", viz.escape_markdown_html(problem["sources"][s])]
+    if sources:
+        out += ["## Explanations", "\n".join(rows)] + bodies
+    return "\n\n".join(out) + "\n"
 
 
 SEARCH_TIMEOUT_S = 1.0  # a regular expression search of the whole table stops after this long
@@ -617,5 +842,6 @@ __all__ = [
     "count_markers", "filter_table", "long_table", "marker_spans", "metric_column", "problem_table",
     "result_from_dict", "reward_breakdown", "score_cached", "score_item", "search_problems", "source_label",
     "source_names", "split_steps", "step_bag", "step_similarity", "table_to_csv", "table_to_jsonl", "text_metrics",
-    "csv_safe", "compile_search",
+    "csv_safe", "compile_search", "STABLE_SOURCE_ORDER", "stable_source_order", "export_problems",
+    "export_explanations", "side_by_side_html", "side_by_side_markdown",
 ]

@@ -11,6 +11,11 @@ Palettes are colour-blind safe (ColorBrewer): KL diverges around 0 on red-blue (
 white (log-prob 0, fully expected) to dark blue (YlGnBu). `heatmap_document` wraps fragments into a
 standalone HTML file. The plotly figures summarise a data set; `render_steps_markdown` draws the aligned
 steps of the Compare tab.
+
+Light and dark mode: every coloured box sets its text colour together with its background (SCHEMES); heatmaps
+carry their own light/dark rules, the app injects APP_CSS for the rest. Several heatmaps compare only on one
+scale: `shared_limit` or `render_heatmaps_side_by_side`. Sources and step groups keep their colours whichever
+columns are shown (`source_colour`, `group_colour`).
 """
 
 from __future__ import annotations
@@ -99,6 +104,40 @@ def luminance(colour: str) -> float:
     return 0.2126 * ch(r) + 0.7152 * ch(g) + 0.0722 * ch(b)
 
 
+def contrast_ratio(a: str, b: str) -> float:
+    """WCAG contrast ratio of two #rrggbb colours (1 .. 21; body text wants >= 4.5)."""
+    la, lb = sorted((luminance(a), luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def text_colour(background: str) -> str:
+    """Black or white, whichever contrasts more with the background (>= 4.58 for any colour)."""
+    return "#000000" if contrast_ratio("#000000", background) >= contrast_ratio("#ffffff", background) else "#ffffff"
+
+
+def _mix(colour: str, base: str, f: float) -> str:
+    """f of `colour` over (1 - f) of `base`."""
+    return "#" + "".join(f"{round(c * f + b * (1 - f)):02x}" for c, b in zip(_hex_to_rgb(colour), _hex_to_rgb(base)))
+
+
+# Text and surface colours of the two colour schemes. Gradio puts the class `dark` on <body> when the operating
+# system (or ?__theme=dark) asks for dark mode, and its theme gives every element inside a Markdown or HTML
+# component the page's text colour (`.prose *{color:var(--body-text-color)}`), light in dark mode. So a coloured
+# box must set its text colour with its background, for the box and everything inside it, in both schemes:
+# fragments carry the light colours inline (notebooks, exported files) and APP_CSS / the heatmap's own style
+# switch to the dark ones under `.dark`.
+SCHEMES: dict[str, dict[str, str]] = {
+    "light": {"text": "#1a1a1a", "muted": "#4d4d4d", "surface": "#ffffff", "border": "#d0d0d0"},
+    "dark": {"text": "#ececec", "muted": "#c8c8c8", "surface": "#1c1c20", "border": "#4a4a52"},
+}
+# Page backgrounds that uncoloured text sits on in the app (Gradio's default theme: white; zinc-950 page and
+# zinc-800 blocks in dark mode).
+PAGE_BACKGROUNDS = {"light": ("#ffffff",), "dark": ("#0f0f11", "#27272a")}
+MARKER_COLOURS = {"background": "#f0e442", "text": "#1a1a1a"}  # self-correction markers, the same in both schemes
+ERROR_COLOURS = {"light": {"background": "#fdecea", "text": "#611a15", "border": "#d55e00"},
+                 "dark": {"background": "#3d1814", "text": "#ffd9d2", "border": "#e07b4a"}}
+
+
 def nice_ceil(x: float) -> float:
     """The smallest of 1, 2, 2.5, 5 times a power of ten that is >= x (for readable legend ends)."""
     if not x or x <= 0 or not math.isfinite(x):
@@ -165,6 +204,16 @@ def make_scale(values: Iterable[float | None], metric: str | Metric = "kl", limi
     return Scale("sequential", -limit, 0.0, tuple(reversed(SEQUENTIAL)), auto=auto)
 
 
+def shared_limit(token_lists: Iterable[Sequence[dict]], metric: str | Metric = "kl") -> float:
+    """One scale end (nats) for several heatmaps of the same metric, so that a colour means the same value in
+    each: the automatic rule of `make_scale` (98th percentile of |value|, rounded up) over all their tokens pooled.
+    Pass it as `render_heatmap(..., limit=shared_limit([a, b], metric))` to every heatmap."""
+    m = get_metric(metric)
+    values = [t.get(m.key) for tokens in token_lists for t in tokens]
+    scale = make_scale(values, m)
+    return float(scale.hi if scale.kind == "diverging" else -scale.lo)
+
+
 def fmt(v: float | None, signed: bool = False, digits: int = 3) -> str:
     """A number for display, with a true minus sign; '—' when missing."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
@@ -183,7 +232,8 @@ def _fmt_tick(v: float) -> str:
 # ---------------------------------------------------------------------------------------------- heatmap HTML
 
 HEATMAP_CSS = """
-.rlt-heatmap{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1a1a1a;margin:4px 0 12px}
+.rlt-heatmap{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:4px 0 12px;padding:6px 8px;
+  border-radius:6px}
 .rlt-heatmap .hm-head{font-size:13px;margin:2px 0 6px}
 .rlt-heatmap .hm-head b{font-size:14px}
 .rlt-heatmap .hm-legend{display:flex;flex-wrap:wrap;align-items:center;gap:4px 10px;font-size:12px;margin:4px 0}
@@ -192,25 +242,31 @@ HEATMAP_CSS = """
 .rlt-heatmap .hm-ticks{position:relative;width:262px;height:14px;font-size:11px;margin-left:0}
 .rlt-heatmap .hm-ticks span{position:absolute;transform:translateX(-50%);white-space:nowrap}
 .rlt-heatmap .hm-legend-col{display:inline-flex;flex-direction:column}
-.rlt-heatmap .hm-note{color:#555;max-width:560px}
+.rlt-heatmap .hm-note{max-width:560px}
 .rlt-heatmap .hm-strip{display:flex;height:14px;margin:6px 0;border:1px solid #bbb;box-sizing:border-box;width:100%;
   overflow:hidden}
 .rlt-heatmap .hm-strip a{flex:1 1 0;min-width:0;display:block;padding:0;margin:0}
 .rlt-heatmap .hm-strip a:hover{outline:2px solid #000;z-index:1}
 .rlt-heatmap .hm-body{white-space:pre-wrap;word-break:break-word;font-size:14px;line-height:1.75;padding:8px;
-  border:1px solid #ddd;border-radius:4px;background:#fff;max-height:560px;overflow-y:auto}
+  border:1px solid #ddd;border-radius:4px;max-height:560px;overflow-y:auto}
 .rlt-heatmap .hm-body span{border-radius:2px;box-shadow:inset -1px 0 0 rgba(0,0,0,.07);cursor:default}
 .rlt-heatmap .hm-body span:hover{outline:2px solid #000}
-.rlt-heatmap .hm-body span.c{text-decoration:underline dashed #000 1.5px;text-underline-offset:3px}
+.rlt-heatmap .hm-body span.c{text-decoration:underline dashed currentColor 1.5px;text-underline-offset:3px}
 .rlt-heatmap .hm-flash{outline:3px solid #E69F00 !important;animation:hmflash 1.6s ease-out}
 @keyframes hmflash{0%{outline-width:6px}100%{outline-width:3px}}
 .rlt-heatmap .hm-worst{font-size:12px;margin:6px 0 0}
 .rlt-heatmap .hm-worst ol{display:flex;flex-wrap:wrap;gap:4px 8px;padding:0;margin:4px 0;list-style:none}
 .rlt-heatmap .hm-worst li{margin:0}
-.rlt-heatmap .hm-worst a{text-decoration:none;border:1px solid #bbb;border-radius:3px;padding:1px 4px;color:inherit}
+.rlt-heatmap .hm-worst a{text-decoration:none;border:1px solid #bbb;border-radius:3px;padding:1px 4px;text-align:left}
 .rlt-heatmap .hm-worst a:hover{border-color:#000}
-.rlt-heatmap .hm-worst code{white-space:pre;font-size:12px;padding:0 2px}
-.rlt-heatmap .hm-na{background:#e0e0e0}
+.rlt-heatmap .hm-worst code{white-space:pre;font-size:12px;padding:0 2px;border:0;font-family:ui-monospace,monospace}
+.rlt-heatmap .hm-pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:10px;align-items:start}
+.rlt-heatmap .hm-pair>.rlt-heatmap{margin:0;padding:0}
+.dark .rlt-heatmap .hm-body{border-color:#4a4a52}
+.dark .rlt-heatmap .hm-strip{border-color:#666}
+.dark .rlt-heatmap .hm-strip a:hover,.dark .rlt-heatmap .hm-body span:hover{outline-color:#fff}
+.dark .rlt-heatmap .hm-worst a{border-color:#666}
+.dark .rlt-heatmap .hm-worst a:hover{border-color:#fff}
 """
 
 # Click on a link to a token (worst tokens, overview strip): scroll it into view and flash it.
@@ -269,8 +325,21 @@ def worst_tokens(tokens: Sequence[dict], metric: str | Metric = "kl", k: int = 1
     return vals[:k]
 
 
-def changed_tokens(current: Sequence[dict], previous: Sequence[dict]) -> set[int]:
-    """Indices of tokens of `current` that are new or replaced relative to `previous` (token-level diff)."""
+def comparable(key: object = None, previous_key: object = None) -> bool:
+    """Whether a "previous score" may be compared with the current one: both scorings are of the same text
+    source, e.g. keys (problem id, source name). Unknown keys (None) are taken as comparable, as before."""
+    return key is None or previous_key is None or key == previous_key
+
+
+def changed_tokens(current: Sequence[dict], previous: Sequence[dict], *, source_key: object = None,
+                   previous_source_key: object = None) -> set[int]:
+    """Indices of tokens of `current` that are new or replaced relative to `previous` (token-level diff).
+
+    Only meaningful for two versions of the same text (an explanation and its edit): pass `source_key` and
+    `previous_source_key` (e.g. (problem id, source)); when they differ the texts are unrelated and nothing is
+    marked (an empty set)."""
+    if not comparable(source_key, previous_source_key):
+        return set()
     a = [t.get("token") for t in previous]
     b = [t.get("token") for t in current]
     out: set[int] = set()
@@ -280,9 +349,14 @@ def changed_tokens(current: Sequence[dict], previous: Sequence[dict]) -> set[int
     return out
 
 
-def delta_tokens(current: Sequence[dict], previous: Sequence[dict], key: str = "logprob") -> list[dict] | None:
+def delta_tokens(current: Sequence[dict], previous: Sequence[dict], key: str = "logprob", *,
+                 source_key: object = None, previous_source_key: object = None) -> list[dict] | None:
     """Per-token change of a value between two scorings of the same tokens (e.g. the solution before and after
-    editing the explanation). None when the token sequences differ."""
+    editing the explanation). None when the token sequences differ, or when `source_key` and
+    `previous_source_key` (e.g. (problem id, source)) are both given and differ: a score of another source's
+    text is no "previous" of this one, even though the solution tokens are the same."""
+    if not comparable(source_key, previous_source_key):
+        return None
     if len(current) != len(previous) or any(a.get("token") != b.get("token") for a, b in zip(current, previous)):
         return None
     out = []
@@ -293,7 +367,7 @@ def delta_tokens(current: Sequence[dict], previous: Sequence[dict], key: str = "
     return out
 
 
-def _legend(scale: Scale, m: Metric, cls_prefix: str, unit: str) -> str:
+def _legend(scale: Scale, m: Metric, cls_prefix: str, unit: str, how: str | None = None) -> str:
     cells = "".join(
         f'<i class="{cls_prefix}{k}" title="{_fmt_tick(a)} to {_fmt_tick(b)} {unit}"></i>'
         for k in range(scale.levels) for a, b in [scale.level_range(k)]
@@ -308,7 +382,7 @@ def _legend(scale: Scale, m: Metric, cls_prefix: str, unit: str) -> str:
             label = "≥ " + label
         shift = "translateX(0)" if j == 0 else ("translateX(-100%)" if j == len(ticks) - 1 else "translateX(-50%)")
         spans.append(f'<span style="left:{100 * scale.position(v):.1f}%;transform:{shift}" data-value="{v:g}">{label}</span>')
-    how = "auto: 98th percentile of |value|" if scale.auto else "fixed"
+    how = how or ("auto: 98th percentile of |value|" if scale.auto else "fixed")
     shape = "diverging around 0" if scale.kind == "diverging" else "0 = fully expected"
     return (
         f'<div class="hm-legend"><b>{html.escape(m.label)} ({unit})</b>'
@@ -318,16 +392,45 @@ def _legend(scale: Scale, m: Metric, cls_prefix: str, unit: str) -> str:
     )
 
 
+def heatmap_colour_css(hid: str, scale: Scale) -> str:
+    """The colours of one heatmap (container `#hid`), light and dark: the container's text and surface, and for
+    every colour class its background AND text (black or white, picked from the background's luminance).
+
+    Rules carry the heatmap's id so they outrank Gradio's `.prose *{color:...}` (which would otherwise give
+    every token the page's text colour: white on the light tokens in dark mode, dark text on the dark worst-token
+    chips); everything else inside inherits, so a chip's <code> takes its chip's colour."""
+    lt, dk = SCHEMES["light"], SCHEMES["dark"]
+    rules = [
+        f"#{hid}{{color:{lt['text']};background:{lt['surface']}}}",
+        f".dark #{hid}{{color:{dk['text']};background:{dk['surface']}}}",
+        f"#{hid} *{{color:inherit}}",
+        f"#{hid} .hm-worst code{{background:transparent}}",
+        f"#{hid} .hm-note{{color:{lt['muted']};background:{lt['surface']}}}",
+        f".dark #{hid} .hm-note{{color:{dk['muted']};background:{dk['surface']}}}",
+        f"#{hid} .hm-na{{background:{NA_COLOUR};color:{text_colour(NA_COLOUR)}}}",
+    ]
+    for k in range(scale.levels):
+        c = scale.level_colour(k)
+        rules.append(f"#{hid} .k{k}{{background:{c};color:{text_colour(c)}}}")
+    return "".join(rules)
+
+
 def render_heatmap(tokens: Sequence[dict], metric: str | Metric = "kl", *, limit: float | None = None,
                    title: str | None = None, elem_id: str | None = None, start: int = 0,
                    max_tokens: int | None = None, worst: int = 12, changed: Iterable[int] | None = None,
-                   strip_cells: int = 160, unit: str = "nats") -> str:
+                   strip_cells: int = 160, unit: str = "nats", legend: bool = True,
+                   scale_note: str | None = None) -> str:
     """HTML fragment of a token heatmap (see the module docstring).
 
     tokens: dicts with "token" and numeric fields (RewardResult.explanation_tokens / .solution_tokens);
-    metric: a key of METRICS; limit: fixed scale end in nats (None or 0: automatic);
+    metric: a key of METRICS; limit: fixed scale end in nats (None or 0: automatic, per heatmap). To compare
+    heatmaps, give them all the same limit, e.g. `shared_limit([a, b], metric)`, or use
+    `render_heatmaps_side_by_side`;
     start, max_tokens: show only tokens[start:start+max_tokens] (the legend, strip and worst list still cover all);
-    changed: token indices to underline (e.g. `changed_tokens(new, old)` after an edit).
+    changed: token indices to underline (e.g. `changed_tokens(new, old)` after an edit);
+    legend: False leaves the legend out (a shared one is shown elsewhere); scale_note: how the scale was chosen,
+    for the legend (default: "auto: ..." or "fixed").
+    Readable in light and dark mode (see heatmap_colour_css).
     """
     m = get_metric(metric)
     hid = elem_id or f"hm{uuid.uuid4().hex[:10]}"
@@ -351,15 +454,15 @@ def render_heatmap(tokens: Sequence[dict], metric: str | Metric = "kl", *, limit
     anchors = {i for i, _, _ in bad} | {a for a, _, _ in cells}
     changed = set(changed or ())
 
-    css = [f"#{hid} .k{k}{{background:{c}{';color:#fff' if luminance(c) < 0.18 else ''}}}"
-           for k in range(scale.levels) for c in [scale.level_colour(k)]]
-    parts = [f'<div class="rlt-heatmap" id="{hid}" data-metric="{m.key}" data-tokens="{n}">',
-             f"<style>{HEATMAP_CSS}{''.join(css)}</style>"]
+    parts = [f'<div class="rlt-heatmap" id="{hid}" data-metric="{m.key}" data-tokens="{n}" '
+             f'data-lo="{scale.lo:g}" data-hi="{scale.hi:g}">',
+             f"<style>{HEATMAP_CSS}{heatmap_colour_css(hid, scale)}</style>"]
     head = f"<b>{html.escape(title)}</b> · " if title else ""
     window = f" · showing tokens {start}–{stop - 1}" if (start > 0 or stop < n) else ""
     parts.append(f'<div class="hm-head">{head}{n} tokens{window} · colour: {html.escape(m.label)}; '
                  f"hover a token for all its values</div>")
-    parts.append(_legend(scale, m, "k", unit))
+    if legend:
+        parts.append(_legend(scale, m, "k", unit, scale_note))
     if cells:
         strip = []
         for a, b, v in cells:
@@ -398,6 +501,32 @@ def render_heatmap(tokens: Sequence[dict], metric: str | Metric = "kl", *, limit
     return "".join(parts)
 
 
+def render_heatmaps_side_by_side(a_tokens: Sequence[dict], b_tokens: Sequence[dict], metric: str | Metric = "kl",
+                                 titles: Sequence[str] = ("A", "B"), *, limit: float | None = None,
+                                 elem_id: str | None = None, worst: int = 8, max_tokens: int | None = None,
+                                 unit: str = "nats") -> str:
+    """Two heatmaps next to each other (stacked on narrow screens) on ONE colour scale with one legend, so the
+    same colour means the same value in both: e.g. two explanations of a problem, or one before and after an
+    edit. limit: the scale end in nats (None: `shared_limit` of both)."""
+    m = get_metric(metric)
+    auto = not (limit and limit > 0)
+    if auto:
+        limit = shared_limit([a_tokens, b_tokens], m)
+    scale = make_scale((), m, limit)
+    hid = elem_id or f"hp{uuid.uuid4().hex[:10]}"
+    titles = list(titles) + ["A", "B"][len(titles):]
+    note = "shared by both, auto: 98th percentile of |value| over both" if auto else "shared by both, fixed"
+    frags = [render_heatmap(toks, m, limit=limit, title=t, elem_id=f"{hid}-{side}", worst=worst,
+                            max_tokens=max_tokens, unit=unit, legend=False)
+             for toks, t, side in ((a_tokens, titles[0], "a"), (b_tokens, titles[1], "b"))]
+    return (f'<div class="rlt-heatmap rlt-heatmap-pair" id="{hid}" data-metric="{m.key}" data-lo="{scale.lo:g}" '
+            f'data-hi="{scale.hi:g}"><style>{HEATMAP_CSS}{heatmap_colour_css(hid, scale)}</style>'
+            f'<div class="hm-head"><b>{html.escape(titles[0])}</b> and <b>{html.escape(titles[1])}</b> · one colour '
+            f"scale for both: {html.escape(m.label)}</div>"
+            + _legend(scale, m, "k", unit, note)
+            + f'<div class="hm-pair">{"".join(frags)}</div></div>')
+
+
 def render_breakdown(rows: list[dict], title: str = "Reward breakdown") -> str:
     """HTML table of `compare.reward_breakdown` rows; shows previous values and changes when present."""
     has_prev = any(r.get("previous") is not None for r in rows)
@@ -425,7 +554,9 @@ def render_breakdown(rows: list[dict], title: str = "Reward breakdown") -> str:
         '<div class="rlt-breakdown"><style>.rlt-breakdown table{border-collapse:collapse;font-size:13px}'
         ".rlt-breakdown td,.rlt-breakdown th{padding:2px 10px;border-bottom:1px solid #e5e5e5;text-align:right}"
         ".rlt-breakdown td:first-child,.rlt-breakdown th:first-child,.rlt-breakdown td.note{text-align:left}"
-        ".rlt-breakdown td.note{color:#666;font-size:12px}</style>"
+        f".rlt-breakdown td.note{{font-size:12px}}.rlt-breakdown td.note.note{{color:{SCHEMES['light']['muted']}}}"
+        f".dark .rlt-breakdown td.note.note{{color:{SCHEMES['dark']['muted']}}}"
+        ".dark .rlt-breakdown td,.dark .rlt-breakdown th{border-bottom-color:#3f3f46}</style>"
         f"<b>{html.escape(title)}</b><table>{head}{''.join(body)}</table></div>"
     )
 
@@ -523,13 +654,25 @@ def escape_markdown_text(text: str) -> str:
 
 
 def _tint(colour: str, f: float = 0.82) -> str:
+    """The colour lightened towards white by f (light-mode box backgrounds)."""
     r, g, b = _hex_to_rgb(colour)
     return "#" + "".join(f"{round(c + (255 - c) * f):02x}" for c in (r, g, b))
 
 
-def group_colour(group: int) -> tuple[str, str]:
-    """(border, background) colours of an aligned step group."""
+def _shade(colour: str, f: float = 0.76) -> str:
+    """The colour darkened towards the dark surface by f (dark-mode box backgrounds)."""
+    return _mix(colour, SCHEMES["dark"]["surface"], 1 - f)
+
+
+def group_colour(group: int, scheme: str = "light") -> tuple[str, str]:
+    """(border, background) colours of an aligned step group in a colour scheme ("light" or "dark"); text on
+    the background is SCHEMES[scheme]["text"] (the step) and ["muted"] (its tag line). The colour depends on the
+    group number only, and `compare.align_steps` keeps group numbers stable when a column is added."""
     c = QUALITATIVE[group % len(QUALITATIVE)]
+    if scheme == "dark":
+        return c, _shade(c)
+    if scheme != "light":
+        raise ValueError(f"unknown colour scheme {scheme!r}; use 'light' or 'dark'")
     return c, _tint(c)
 
 
@@ -543,8 +686,14 @@ def group_label(group: int) -> str:
             return s
 
 
+def _marker_tag(text: str) -> str:
+    return (f'<mark class="wb-marker" style="background:{MARKER_COLOURS["background"]};'
+            f'color:{MARKER_COLOURS["text"]};padding:0 1px">{text}</mark>')
+
+
 def highlight_markers(text: str) -> str:
-    """Wrap self-correction markers (compare.MARKERS) in <mark> for the Markdown columns."""
+    """Wrap self-correction markers (compare.MARKERS) in <mark> for the Markdown columns (dark text on yellow,
+    set inline and by APP_CSS, so they read the same in light and dark mode)."""
     from .compare import marker_spans
 
     spans = marker_spans(text)
@@ -552,7 +701,7 @@ def highlight_markers(text: str) -> str:
         return text
     out, last = [], 0
     for a, b in spans:
-        out += [text[last:a], f'<mark style="background:#f0e442;padding:0 1px">{text[a:b]}</mark>']
+        out += [text[last:a], _marker_tag(text[a:b])]
         last = b
     out.append(text[last:])
     return "".join(out)
@@ -563,8 +712,13 @@ def render_steps_markdown(steps, labels: dict[str, str] | None = None, markers: 
 
     Steps that say the same as a step of another column share a coloured left bar and a group letter; the tag
     above each step names its counterparts and their similarity. Tag-like text is escaped.
+
+    Colours: the light scheme's background and text are inline (so a notebook or an export shows them without
+    any stylesheet); in the app, APP_CSS gives the boxes (classes `wb-step`, `wb-grp`, `wb-g<k>`,
+    `wb-step-tag`) their dark-mode background and text under `.dark`.
     """
     labels = labels or {}
+    lt = SCHEMES["light"]
     out = []
     for i, st in enumerate(steps):
         text = escape_markdown_html(st.text)
@@ -574,13 +728,57 @@ def render_steps_markdown(steps, labels: dict[str, str] | None = None, markers: 
             border, bg = group_colour(st.group)
             links = "; ".join(f"≈ {labels.get(lk.column, lk.column)} §{lk.step + 1} ({lk.similarity:.2f})" for lk in st.links)
             tag = f"§{i + 1} · <b>{group_label(st.group)}</b> · {html.escape(links)}"
-            style = f"border-left:5px solid {border};background:{bg};padding:2px 8px;margin:6px 0;border-radius:3px"
+            cls = f"wb-step wb-grp wb-g{st.group % len(QUALITATIVE)}"
+            style = (f"border-left:5px solid {border};background:{bg};color:{lt['text']};padding:2px 8px;"
+                     "margin:6px 0;border-radius:3px")
         else:
             tag = f"§{i + 1}"
+            cls = "wb-step"
             style = "border-left:5px solid transparent;padding:2px 8px;margin:6px 0"
-        out.append(f'<div class="wb-step" data-group="{"" if st.group is None else st.group}" style="{style}">\n\n'
-                   f'<div style="font-size:11px;color:#555">{tag}</div>\n\n{text}\n\n</div>')
+        out.append(f'<div class="{cls}" data-group="{"" if st.group is None else st.group}" style="{style}">\n\n'
+                   f'<div class="wb-step-tag" style="font-size:11px;color:{lt["muted"]}">{tag}</div>\n\n{text}\n\n</div>')
     return "\n\n".join(out)
+
+
+def _app_css() -> str:
+    lt, dk = SCHEMES["light"], SCHEMES["dark"]
+    mk = MARKER_COLOURS
+    rules = []
+    for k in range(len(QUALITATIVE)):
+        border, bg = group_colour(k, "light")
+        _, dbg = group_colour(k, "dark")
+        rules += [
+            f".wb-step.wb-g{k}{{background:{bg}!important;color:{lt['text']}!important;border-left-color:{border}!important}}",
+            f".dark .wb-step.wb-g{k}{{background:{dbg}!important;color:{dk['text']}!important}}",
+        ]
+    rules += [
+        # everything inside a box takes the box's text colour (Gradio's `.prose *` would give it the page's)
+        f".wb-step.wb-grp *{{color:{lt['text']}!important}}",
+        f".dark .wb-step.wb-grp *{{color:{dk['text']}!important}}",
+        f".wb-step.wb-grp .wb-step-tag,.wb-step.wb-grp .wb-step-tag *{{color:{lt['muted']}!important}}",
+        f".dark .wb-step.wb-grp .wb-step-tag,.dark .wb-step.wb-grp .wb-step-tag *{{color:{dk['muted']}!important}}",
+        # a step without a group has no background: the page's text, a muted tag readable on the page
+        f".dark .wb-step .wb-step-tag,.dark .wb-step .wb-step-tag *{{color:{dk['muted']}!important}}",
+        f"mark.wb-marker,.wb-step mark.wb-marker,.dark .wb-step mark.wb-marker{{background:{mk['background']}!important;"
+        f"color:{mk['text']}!important}}",
+    ]
+    for scheme, prefix in (("light", ""), ("dark", ".dark ")):
+        e = ERROR_COLOURS[scheme]
+        for cls in ("wb-error", "wb-ev-error"):
+            rules += [
+                f"{prefix}.{cls}.{cls}{{background:{e['background']}!important;color:{e['text']}!important;"
+                f"border-color:{e['border']}!important}}",
+                f"{prefix}.{cls}.{cls} *{{color:{e['text']}!important}}",
+            ]
+    return "\n".join(rules) + "\n"
+
+
+# CSS for the app (inject once, e.g. gr.HTML(f"<style>{viz.APP_CSS}</style>") or gr.Blocks(css=...)): the
+# dark-mode colours of the Compare tab's step boxes and marker highlights, and of the error boxes (`.wb-error`
+# of the status line, `.wb-ev-error` of the Evaluate tab), each with its text colour for light and dark mode.
+# `!important` because the light colours are inline in the Markdown (for notebooks) and Gradio's `.prose *`
+# colours every element inside Markdown/HTML. Heatmaps and the breakdown table carry their own style.
+APP_CSS = _app_css()
 
 
 def column_stats_markdown(label: str, metrics: dict | None, result=None) -> str:
@@ -602,8 +800,38 @@ def column_stats_markdown(label: str, metrics: dict | None, result=None) -> str:
 # ---------------------------------------------------------------------------------------------- plotly figures
 
 
+# Fixed colours of the known explanation sources; any other name gets one of the rest by a stable hash of the
+# name, so a source keeps its colour whichever other sources are shown, and in which order.
+SOURCE_COLOURS = {"rlt": QUALITATIVE[0], "r1": QUALITATIVE[1], "after": QUALITATIVE[2], "before": QUALITATIVE[7],
+                  "generated": QUALITATIVE[5]}
+_OTHER_SOURCE_COLOURS = (QUALITATIVE[4], QUALITATIVE[3], QUALITATIVE[6])
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "pentagon")
+
+
+def _stable_hash(name: str) -> int:
+    import zlib
+
+    return zlib.crc32(str(name).encode("utf-8"))
+
+
+def source_colour(source: str) -> str:
+    """The colour of an explanation source, by its name (not by its position among the shown sources)."""
+    if source in SOURCE_COLOURS:
+        return SOURCE_COLOURS[source]
+    return _OTHER_SOURCE_COLOURS[_stable_hash(source) % len(_OTHER_SOURCE_COLOURS)]
+
+
+def source_symbol(source: str) -> str:
+    """The plotly marker symbol of an explanation source, by its name."""
+    known = list(SOURCE_COLOURS)
+    if source in known:
+        return SYMBOLS[known.index(source)]
+    return SYMBOLS[len(known) + _stable_hash(source) % (len(SYMBOLS) - len(known))]
+
+
 def source_colours(sources: Sequence[str]) -> dict[str, str]:
-    return {s: QUALITATIVE[i % len(QUALITATIVE)] for i, s in enumerate(sources)}
+    """{source: colour} by name (see source_colour): adding or removing a source leaves the others' colours."""
+    return {s: source_colour(s) for s in sources}
 
 
 def _empty_figure(message: str):
@@ -650,13 +878,12 @@ def scatter_figure(long_df, x: str = "tokens", y: str = "reward", labels: dict[s
     fig = go.Figure()
     sources = list(dict.fromkeys(long_df["source"]))
     colours = source_colours(sources)
-    symbols = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "pentagon")
-    for k, s in enumerate(sources):
+    for s in sources:
         d = long_df[(long_df["source"] == s) & long_df[y].notna()]
         if not len(d):
             continue
         fig.add_trace(go.Scatter(x=d[x], y=d[y], mode="markers", name=labels.get(s, s), text=d["id"],
-                                 marker={"color": colours[s], "size": 9, "symbol": symbols[k % len(symbols)]},
+                                 marker={"color": colours[s], "size": 9, "symbol": source_symbol(s)},
                                  hovertemplate="%{text}<br>" + x + " %{x}<br>" + y + " %{y:.3f}<extra></extra>"))
     fig.update_layout(title=f"{x} vs {y}", xaxis_title=x, yaxis_title=y, template="plotly_white", height=360,
                       margin={"l": 50, "r": 20, "t": 50, "b": 40}, legend={"orientation": "h", "y": -0.2})
@@ -690,4 +917,7 @@ __all__ = [
     "token_tooltip", "render_steps_markdown", "column_stats_markdown", "distribution_figure", "scatter_figure",
     "escape_markdown_html", "group_colour", "group_label", "luminance", "HEATMAP_JS",
     "escape_markdown_text", "safe_filename", "export_path",
+    "APP_CSS", "HEATMAP_CSS", "SCHEMES", "PAGE_BACKGROUNDS", "MARKER_COLOURS", "ERROR_COLOURS", "SOURCE_COLOURS",
+    "contrast_ratio", "text_colour", "heatmap_colour_css", "shared_limit", "render_heatmaps_side_by_side",
+    "comparable", "source_colour", "source_colours", "source_symbol", "highlight_markers",
 ]
