@@ -96,16 +96,17 @@ def test_compare_and_heatmap_in_chromium(browser, app_url, tmp_path):
     assert page.locator("#wb-col-problem .katex").count() >= 1  # $...$ rendered
     page.screenshot(path=str(_shots() / "compare.png"), full_page=True)
 
-    # a bad problem file: a visible error naming the file, the line and the column; the app keeps running
+    # a problem file with no usable row: a visible error naming the file, the line and the column; the app keeps
+    # running on its data (a file with some good rows loads them and names the bad ones: test_app_security.py)
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"question": "q", "solution": "s"}\n{"question": "q2", "solution": \n')
+    bad.write_text('\n{"question": "q2", "solution": \n{"question": 3, "solution": "s"}\n')
     page.get_by_text("Data and models").click()
     page.set_input_files("#wb-data-file input[type=file]", str(bad))
     page.wait_for_timeout(1500)  # the upload
     page.click("#wb-load")
     page.wait_for_selector("#wb-status .wb-error", timeout=30_000)
     err = page.inner_text("#wb-status .wb-error")
-    assert "bad.jsonl" in err and "line 2" in err and "column" in err, err
+    assert "bad.jsonl" in err and "line 2, column 32" in err and "line 3, column 'question'" in err, err
     assert "algebra-01" in page.inner_text("#wb-col-problem")  # still showing the old data
 
     # heatmap: opening the tab scores the RLT explanation of the selected problem

@@ -176,18 +176,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_app(args) -> int:
-    """`workbench app`: the Gradio app (app.py at the repository root) on 127.0.0.1 unless --host says otherwise."""
-    import importlib.util
-    from pathlib import Path
+    """`workbench app`: the Gradio app (the package workbench.app) on 127.0.0.1 unless --host says otherwise."""
+    from .app import launch_from_args
 
-    path = Path(__file__).resolve().parent.parent / "app.py"
-    if not path.is_file():
-        raise WorkbenchError(f"{path} not found: the app ships with the repository; run it from a clone "
-                             "(pip install -e .) or `python app.py` there")
-    spec = importlib.util.spec_from_file_location("rlt_workbench_app", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.launch_from_args(args)
+    return launch_from_args(args)
 
 
 # ------------------------------------------------------------------------------ evaluation: grade, eval, jobs

@@ -1,0 +1,113 @@
+"""The "Data and models" panel above the tabs: load problems (a path, a hub id or an upload), add a file of teacher
+explanations as a new source, and the teacher, student and generation settings every tab reads.
+
+Files named or uploaded here are read only from the allowed folders (ctx.confined). Every handler takes the
+AppContext first, then the event's inputs (see context.bind).
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+from pathlib import Path
+
+import gradio as gr
+
+from workbench import data
+from workbench.errors import WorkbenchError
+
+from . import compare_tab, heatmap_tab
+from .common import _error_md, _status_md, _toast
+from .compare_tab import metric_choices, table_df
+from .context import AppContext, bind
+
+# ---------------------------------------------------------------------------------------------- handlers
+
+
+def on_load(ctx: AppContext, spec, upload, teacher_name, student_name, base):
+    """Load problems: (problems, table, problem picker, metric filter, sort, status line, status)."""
+    src = upload if upload else (spec or "demo")
+    try:
+        ctx.confined(src)
+        report = data.load_problems_report(src, ctx.limit)
+    except WorkbenchError as exc:
+        gr.Warning(_toast(exc), duration=15)
+        return [gr.skip()] * 6 + [base + "\n\n" + _error_md(str(exc))]
+    new = report.items
+    if report.skipped:  # bad rows are skipped, not fatal: say which
+        gr.Warning(_toast(report.note()), duration=15)
+    name = Path(src).name if upload else src
+    choices = [p["id"] for p in new]
+    line = _status_md(new, name, teacher_name, student_name, html.escape(report.note()))
+    return (new, table_df(ctx, new, teacher_name, student_name),
+            gr.update(choices=choices, value=choices[0] if choices else None),
+            gr.update(choices=metric_choices(new), value=None),
+            gr.update(choices=["id"] + metric_choices(new), value=None), line, line)
+
+
+def on_join(ctx: AppContext, problems, upload, name, teacher_name, student_name, base):
+    """Add a file of explanations as a source: (problems, table, status line, status)."""
+    if not upload:
+        return gr.skip(), gr.skip(), gr.skip(), base + "\n\n" + _error_md("choose a file of teacher explanations first")
+    source = (name or "").strip() or Path(upload).stem
+    try:
+        ctx.confined(upload)
+        loaded = data.load_explanations_report(upload)
+        rows = loaded.items
+        new = copy.deepcopy(problems)
+        report = data.join_explanations(new, rows, source, Path(upload).name)
+        if loaded.skipped:
+            gr.Warning(_toast(loaded.note()), duration=15)
+    except WorkbenchError as exc:
+        gr.Warning(_toast(exc), duration=15)
+        return gr.skip(), gr.skip(), gr.skip(), base + "\n\n" + _error_md(str(exc))
+    note = (f"added {report['matched']} explanations as “{source}”"
+            + (f"; {len(report['unmatched'])} matched no question" if report["unmatched"] else ""))
+    line = _status_md(new, "the loaded data", teacher_name, student_name, note)
+    return new, table_df(ctx, new, teacher_name, student_name), line, line
+
+
+# ---------------------------------------------------------------------------------------------- layout and events
+
+
+def layout(ctx: AppContext) -> None:
+    """The panel's components, added to ctx.ui."""
+    ui = ctx.ui
+    with gr.Accordion("Data and models", open=False):
+        with gr.Row():
+            ui.data_box = gr.Textbox(label="Problems: 'demo', a file path or a hub id", value=ctx.data_spec or "demo",
+                                     scale=3)
+            ui.data_file = gr.File(label="…or upload a problem file (.jsonl .json .parquet .csv)",
+                                   file_types=list(data.TABLE_SUFFIXES), scale=2, elem_id="wb-data-file", height=110)
+            ui.load_btn = gr.Button("Load problems", scale=1, elem_id="wb-load")
+        with gr.Row():
+            ui.expl_file = gr.File(label="Teacher explanations: question + explanation (or raw completion)",
+                                   file_types=list(data.TABLE_SUFFIXES), scale=3, elem_id="wb-expl-file", height=110)
+            ui.expl_name = gr.Textbox(label="Source name", placeholder="e.g. my-teacher (default: file name)", scale=1)
+            ui.join_btn = gr.Button("Add explanations", scale=1, elem_id="wb-join")
+        with gr.Row():
+            ui.teacher_box = gr.Textbox(label="Teacher (alias, folder or hub id)", value=ctx.teacher)
+            ui.student_box = gr.Textbox(label="Student (alias, folder or hub id)", value=ctx.student)
+            ui.max_new = gr.Slider(16, 4096, value=ctx.max_new_tokens, step=16, label="max new tokens (generate)",
+                                   elem_id="wb-max-new")
+            ui.temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="temperature (0 = greedy)")
+
+
+def wire(ctx: AppContext) -> None:
+    """Load and join, then redraw the Compare tab and the heatmap picker."""
+    ui = ctx.ui
+    on_view_, on_charts_ = bind(ctx, compare_tab.on_view), bind(ctx, compare_tab.on_charts)
+    view_in, view_out = compare_tab.view_inputs(ui), compare_tab.view_outputs(ui)
+    hm_sync = heatmap_tab.picker_sync(ctx)
+
+    ui.load_btn.click(bind(ctx, on_load), [ui.data_box, ui.data_file, ui.teacher_box, ui.student_box, ui.status_base],
+                      [ui.problems_state, ui.table, ui.problem_dd, ui.metric_dd, ui.sort_dd, ui.status_base,
+                       ui.status]).then(
+        on_view_, view_in, view_out).then(*hm_sync).then(on_charts_, *compare_tab.chart_io(ui))
+
+    ui.join_btn.click(bind(ctx, on_join), [ui.problems_state, ui.expl_file, ui.expl_name, ui.teacher_box,
+                                           ui.student_box, ui.status_base],
+                      [ui.problems_state, ui.table, ui.status_base, ui.status]).then(
+        on_view_, view_in, view_out).then(*hm_sync).then(
+        lambda p: (gr.update(choices=metric_choices(p)), gr.update(choices=["id"] + metric_choices(p))),
+        ui.problems_state, [ui.metric_dd, ui.sort_dd]).then(on_charts_, *compare_tab.chart_io(ui))

@@ -1,0 +1,20 @@
+"""The app's look: its style sheet, in one place (the Evaluate tab's rules come from `workbench.eval.views`, the
+heatmaps' script from `workbench.viz`)."""
+
+from __future__ import annotations
+
+from workbench import viz
+from workbench.eval import views as eval_views
+
+APP_CSS = """
+#wb-status .wb-error{background:#fdecea;border:1px solid #d55e00;border-radius:4px;padding:6px 10px;color:#611a15}
+#wb-status{font-size:14px}
+.wb-col{min-width:260px}
+.wb-col .prose{font-size:14px}
+"""
+
+
+def page_style() -> str:
+    """The <style> element the page starts with: the app's rules, the Evaluate tab's, then the light and dark
+    colours of steps, markers and error boxes (`viz.APP_CSS`, last: it outranks Gradio's `.prose *` text colour)."""
+    return f"<style>{APP_CSS}{eval_views.EVAL_CSS}{viz.APP_CSS}</style>"
