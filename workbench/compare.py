@@ -1,7 +1,7 @@
 """Comparing explanations of the same problem: text metrics, steps and their alignment, the problem table,
 search and filters, and reward scoring that is cached and shares its models across users of the app.
 
-Everything here is plain data in, plain data out, so the app (`app.py`) and the notebooks call the same
+Everything here is plain data in, plain data out, so the app (`workbench/app/`) and the notebooks call the same
 functions. Problems have the shape documented in `workbench.data` (id, question, solution, sources, ...).
 
 Definitions used in the app and its exports:
