@@ -162,3 +162,51 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+# ---------------------------------------------------------------------------------------------- background jobs
+
+
+@pytest.fixture
+def jobs_home(tmp_path, monkeypatch):
+    """A private $RLT_WORKBENCH_HOME for job tests; every job still active at the end is cancelled."""
+    from workbench.errors import WorkbenchError
+    from workbench.eval import jobs
+
+    monkeypatch.setenv("RLT_WORKBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RLT_WORKBENCH_MAX_JOBS", raising=False)
+    yield tmp_path / "home"
+    if (tmp_path / "home" / "jobs.db").is_file():
+        try:
+            rows = jobs.list_jobs()
+        except WorkbenchError:  # a test that damaged the table on purpose
+            return
+        for j in rows:  # never leave a process behind
+            if j.state in jobs.ACTIVE:
+                jobs.cancel_job(j.id, grace_s=1)
+
+
+def wait_for(pred, timeout=60.0, what="condition"):
+    """Poll pred() until it is true (returns its value) or fail after `timeout` seconds."""
+    import time
+
+    end = time.time() + timeout
+    while time.time() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def process_gone(pid) -> bool:
+    """True when the process has exited (or is a zombie waiting to be reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

@@ -92,7 +92,7 @@ def test_bespoke_stratos_rows(tmp_path):
 
 def test_hub_id_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(WorkbenchError, match="could not load dataset 'nobody-here/no-such-dataset'"):
+    with pytest.raises(WorkbenchError, match="could not load the hub dataset 'nobody-here/no-such-dataset'"):
         data.load_problems("nobody-here/no-such-dataset")
 
 

@@ -388,7 +388,7 @@ def test_loading_a_file_outside_the_allowed_folders_is_refused(app_module, model
     assert [p["question"] for p in new] == ["fine"]
     assert len(on_load("demo", None, "smollm2-135m", "smollm2-135m", "base")[0]) >= 10
     out = on_load("nobody-here/no-such-dataset", None, "smollm2-135m", "smollm2-135m", "base")
-    assert "could not load dataset" in out[-1]
+    assert "could not load the hub dataset" in out[-1]
 
 
 def test_default_allowed_folders_are_the_working_directory_and_uploads(app_module, models, outside, tmp_path,

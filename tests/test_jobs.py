@@ -7,41 +7,16 @@ import signal
 import time
 
 import pytest
+from conftest import process_gone as _gone
+from conftest import wait_for as _wait_for
 
 from workbench.cli import main
 from workbench.eval import jobs
 
 
 @pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("RLT_WORKBENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("RLT_WORKBENCH_MAX_JOBS", raising=False)
-    yield tmp_path / "home"
-    for j in jobs.list_jobs():  # never leave a process behind
-        if j.state in jobs.ACTIVE:
-            jobs.cancel_job(j.id, grace_s=1)
-
-
-def _wait_for(pred, timeout=60.0, what="condition"):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _gone(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+def home(jobs_home):
+    return jobs_home
 
 
 def test_job_runs_to_done_and_is_persisted(home):

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import process_gone as _gone
+from conftest import wait_for as _wait_for
 
 from workbench.cli import main
 from workbench.errors import WorkbenchError
@@ -22,40 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("RLT_WORKBENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("RLT_WORKBENCH_MAX_JOBS", raising=False)
-    yield tmp_path / "home"
-    if (tmp_path / "home" / "jobs.db").is_file():
-        try:
-            rows = jobs.list_jobs()
-        except WorkbenchError:  # the corrupt-table tests
-            return
-        for j in rows:  # never leave a process behind
-            if j.state in jobs.ACTIVE:
-                jobs.cancel_job(j.id, grace_s=1)
-
-
-def _wait_for(pred, timeout=60.0, what="condition"):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _gone(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+def home(jobs_home):
+    return jobs_home
 
 
 def _state(job_id):

@@ -130,10 +130,11 @@ def _hub_rows(spec: str, config: str | None, split: str) -> list[Row]:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise WorkbenchError(
-            f"could not load dataset {spec!r} (config {config}, split {split}; "
+            f"could not load the hub dataset {spec!r} (config {config}, split {split}; "
             f"{'HF_HUB_OFFLINE=1 is set' if offline else 'is the Hub reachable?'}): {why}. On a machine with network "
-            f"access, download it (`hf download {spec} --repo-type dataset --local-dir DIR`; gated datasets need "
-            f"`hf auth login` first) and pass the folder or a .jsonl/.parquet file instead"
+            f"access, download it (`hf download {spec} --repo-type dataset --local-dir DIR`; a gated dataset such "
+            f"as GPQA needs its terms accepted and `hf auth login` first) and pass the folder, or export the split "
+            f"to a .jsonl/.parquet file and pass that (`--data` for an evaluation)"
         ) from None
     return [Row(f"row {k}", dict(r)) for k, r in enumerate(ds, 1)]
 

@@ -255,10 +255,10 @@ def load_benchmark_report(name: str, data: str | None = None, limit: int | None 
     if bench.kind == "countdown" and data is None:
         return Loaded(countdown_problems(bench.countdown["level"], n=limit or COUNTDOWN_SIZE), [], bench.name)
     if data is None:
-        rows = load_rows(bench.hub_id, bench.split or "train", bench.config, hub=loader or _hub_rows)
+        rows = load_rows(bench.hub_id, bench.split or "train", bench.config, hub=loader)
         rows.origin = bench.hub_id or bench.name
     else:
-        rows = load_rows(str(data), bench.split or "train", bench.config, hub=loader or _hub_rows)
+        rows = load_rows(str(data), bench.split or "train", bench.config, hub=loader)
     items = rows.items
     if bench.name == "aime24" and any("url" in r.data for r in items):
         items = [r for r in items if "2024" in str(r.data.get("url") or "")]
@@ -281,23 +281,6 @@ def load_benchmark(name: str, data: str | None = None, limit: int | None = None,
                    loader: Callable[[str, str | None, str], list] | None = None) -> list[dict]:
     """Problems of a benchmark (see `load_benchmark_report`); bad rows are skipped and logged."""
     return load_benchmark_report(name, data, limit, loader).items
-
-
-def _hub_rows(hub_id: str, config: str | None, split: str) -> list:
-    """The hub rows of a benchmark, with a message on how to get them offline when the hub is out of reach."""
-    try:
-        import datasets
-
-        ds = datasets.load_dataset(hub_id, config, split=split)
-    except Exception as exc:  # offline, gated, missing: all the same to the user
-        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise WorkbenchError(
-            f"could not load the hub dataset {hub_id!r} (config {config}, split {split}): {why}. On a machine with "
-            f"network access, download it (`hf download {hub_id} --repo-type dataset --local-dir DIR`; GPQA is gated: "
-            f"accept its terms and `hf auth login` first) and pass --data DIR, or export the split to a "
-            f".jsonl/.parquet file and pass --data FILE"
-        ) from None
-    return [(f"row {i}", dict(r)) for i, r in enumerate(ds)]
 
 
 __all__ = ["Benchmark", "BENCHMARKS", "COUNTDOWN_LEVELS", "GPQA_SHUFFLE_SEED", "list_benchmarks", "get_benchmark",
