@@ -1,14 +1,18 @@
 """The Evaluate tab: evaluation jobs run as processes (`workbench.eval.jobs`), shown by `workbench.eval.views`.
 
-The tab runs no model in the app: it launches, cancels and resumes jobs, and polls their table (a gr.Timer started
-the first time the tab is opened), sending only what changed since the last poll (gr.State `ev_sig`). The polling
-handlers return a dict component -> value, keyed by ctx.ui's components; every handler takes the AppContext first,
-then the event's inputs (see context.bind).
+The tab runs no model in the app: it launches, cancels and resumes jobs, and polls their table (a gr.Timer that
+runs only while the tab is selected: started when it is opened, stopped when another tab is; every EVAL_POLL_S
+while a job is queued or running, every EVAL_IDLE_POLL_S otherwise), sending only what changed since the last poll
+(gr.State `ev_sig`). The message under the form names a job and its state (`views.job_message_html`); the poll
+keeps that state current, so a finished job never reads "queued". The polling handlers return a dict
+component -> value, keyed by ctx.ui's components; every handler takes the AppContext first, then the event's
+inputs (see context.bind).
 """
 
 from __future__ import annotations
 
 import html
+import re
 
 import gradio as gr
 
@@ -19,21 +23,37 @@ from workbench.sampling import ENGINES
 
 from .context import AppContext, bind
 
-EVAL_POLL_S = 2.0  # how often the Evaluate tab reads the job table
+EVAL_POLL_S = 2.0  # how often the Evaluate tab reads the job table while a job is queued or running
+EVAL_IDLE_POLL_S = 10.0  # ... and while none is (a job launched elsewhere, e.g. from the command line, shows up)
+_MSG_JOB = re.compile(r'data-ev-job="(\d+)" data-ev-state="([^"]*)" data-ev-action="([^"]*)"')
 
 
 # ---------------------------------------------------------------------------------------------- handlers
 
 
-def ev_refresh(ctx: AppContext, sig, job_id, show, idx, runs, metric, grader):
+def ev_refresh(ctx: AppContext, sig, job_id, show, idx, runs, metric, grader, msg=None):
     """Read the job table and send what changed since the last call (a dict of component -> value)."""
     try:
-        return ev_read(ctx, sig, job_id, show, idx, runs, metric, grader)
+        return ev_read(ctx, sig, job_id, show, idx, runs, metric, grader, msg)
     except Exception as exc:  # a poll must never break the page: show what went wrong, poll again
         return {ctx.ui.ev_msg: eval_views.error_html(f"could not read the jobs: {type(exc).__name__}: {exc}")}
 
 
-def ev_read(ctx: AppContext, sig, job_id, show, idx, runs, metric, grader):
+def poll_pace(jobs: list) -> float:
+    """Seconds between two polls: EVAL_POLL_S while a job is queued or running, else EVAL_IDLE_POLL_S."""
+    return EVAL_POLL_S if any(j.state in ("queued", "running") for j in jobs) else EVAL_IDLE_POLL_S
+
+
+def current_message(msg, by_id: dict) -> str | None:
+    """The message under the form again with its job's state now, when that state changed (else None)."""
+    m = _MSG_JOB.search(msg or "")
+    job = by_id.get(int(m.group(1))) if m else None
+    if job is None or job.state == html.unescape(m.group(2)):
+        return None
+    return eval_views.job_message_html(job, html.unescape(m.group(3)))
+
+
+def ev_read(ctx: AppContext, sig, job_id, show, idx, runs, metric, grader, msg=None):
     ui = ctx.ui
     sig, out = dict(sig or {}), {}
 
@@ -48,6 +68,11 @@ def ev_read(ctx: AppContext, sig, job_id, show, idx, runs, metric, grader):
     except WorkbenchError as exc:
         return {ui.ev_msg: eval_views.error_html(str(exc))}
     by_id = {j.id: j for j in jobs}
+    if changed("pace", poll_pace(jobs)):
+        out[ui.ev_timer] = gr.Timer(value=sig["pace"])
+    message = current_message(msg, by_id)
+    if message is not None:
+        out[ui.ev_msg] = message
     table = eval_views.jobs_table(jobs)
     if changed("table", table.to_json()):
         out[ui.ev_jobs] = table
@@ -90,10 +115,10 @@ def ev_read(ctx: AppContext, sig, job_id, show, idx, runs, metric, grader):
     return out
 
 
-def ev_select(ctx: AppContext, sig, job_id, show, idx, runs, metric, grader):
+def ev_select(ctx: AppContext, sig, job_id, show, idx, runs, metric, grader, msg=None):
     """Show another job: forget what the job panel showed, so it is drawn afresh."""
-    sig = {k: v for k, v in (sig or {}).items() if k in ("table", "runs", "done")}
-    return ev_refresh(ctx, sig, job_id, show, None, runs, metric, grader)
+    sig = {k: v for k, v in (sig or {}).items() if k in ("table", "runs", "done", "pace")}
+    return ev_refresh(ctx, sig, job_id, show, None, runs, metric, grader, msg)
 
 
 def ev_pick_row(ctx: AppContext, sig, show, runs, metric, grader, evt: gr.SelectData):
@@ -110,8 +135,11 @@ def ev_launch_job(ctx: AppContext, model, bench, preset, limit, samples, max_new
         jobs = eval_jobs.list_jobs()
     except WorkbenchError as exc:
         return eval_views.error_html(str(exc)), gr.skip()
-    return (f'<div class="wb-ev-meta">Job <b>#{job.id}</b> submitted: {html.escape(job.title)}</div>',
+    return (eval_views.job_message_html(job, f"submitted: {job.title}"),
             gr.update(choices=eval_views.job_choices(jobs), value=job.id))
+
+
+_DONE = {"cancel_job": "cancel requested", "resume_job": "resumed"}
 
 
 def ev_act(action):
@@ -123,7 +151,7 @@ def ev_act(action):
             job = action(int(job_id))
         except WorkbenchError as exc:
             return eval_views.error_html(str(exc))
-        return f'<div class="wb-ev-meta">Job <b>#{job.id}</b> is {html.escape(job.state)}.</div>'
+        return eval_views.job_message_html(job, _DONE.get(getattr(action, "__name__", ""), "updated"))
     return act
 
 
@@ -144,10 +172,10 @@ def ev_pick_record(ctx: AppContext, job_id, show, evt: gr.SelectData):
     return ev_show_sample(ctx, job_id, show, int(row[0]) if row else None)
 
 
-def ev_filter(ctx: AppContext, sig, job_id, show, idx, runs, metric, grader):
+def ev_filter(ctx: AppContext, sig, job_id, show, idx, runs, metric, grader, msg=None):
     sig = {k: v for k, v in (sig or {}).items() if k != "records"}
     sig.pop("sample_job", None)
-    return ev_refresh(ctx, sig, job_id, show, None, runs, metric, grader)
+    return ev_refresh(ctx, sig, job_id, show, None, runs, metric, grader, msg)
 
 
 def ev_compare(ctx: AppContext, runs, metric, grader):
@@ -159,9 +187,18 @@ def ev_compare(ctx: AppContext, runs, metric, grader):
     return fig, df, ""
 
 
-def ev_open(ctx: AppContext, sig, job_id, show, idx, runs, metric, grader):
-    """Opening the tab reads the job table at once and starts the poll (nothing is read before)."""
-    return {**ev_refresh(ctx, sig, job_id, show, idx, runs, metric, grader), ctx.ui.ev_timer: gr.Timer(active=True)}
+def ev_open(ctx: AppContext, sig, job_id, show, idx, runs, metric, grader, msg=None):
+    """Opening the tab reads the job table at once and starts the poll (nothing is read before), at the pace the
+    jobs ask for (poll_pace)."""
+    out = ev_refresh(ctx, sig, job_id, show, idx, runs, metric, grader, msg)
+    pace = (out.get(ctx.ui.ev_sig) or sig or {}).get("pace", EVAL_POLL_S)
+    out[ctx.ui.ev_timer] = gr.Timer(value=pace, active=True)
+    return out
+
+
+def ev_pause(ctx: AppContext):
+    """Another tab was selected: stop the poll until the Evaluate tab is opened again."""
+    return gr.Timer(active=False)
 
 
 # ---------------------------------------------------------------------------------------------- layout and events
@@ -232,22 +269,32 @@ def layout(ctx: AppContext) -> None:
                                   elem_id="wb-ev-chart")
             ui.ev_runs_table = gr.Dataframe(interactive=False, wrap=False, elem_id="wb-ev-runs-table",
                                             label="Runs")
-        ui.ev_timer = gr.Timer(EVAL_POLL_S, active=False)  # started when the tab is first opened
+        ui.ev_timer = gr.Timer(EVAL_POLL_S, active=False)  # runs while the tab is selected (ev_open, ev_pause)
         ui.ev_sig = gr.State({})  # what the tab shows now, so a poll only sends what changed
         ui.ev_idx = gr.State(None)  # the index of the sample shown in the drill-down
+
+
+def poll_io(ctx: AppContext) -> tuple[list, list]:
+    """(inputs, outputs) of the polling handlers (ev_refresh, ev_select, ev_filter, ev_open)."""
+    ui = ctx.ui
+    return ([ui.ev_sig, ui.ev_job, ui.ev_show, ui.ev_idx, ui.ev_runs, ui.ev_metric, ui.ev_grader, ui.ev_msg],
+            [ui.ev_sig, ui.ev_msg, ui.ev_jobs, ui.ev_job, ui.ev_detail, ui.ev_cancel, ui.ev_resume, ui.ev_log,
+             ui.ev_summary, ui.ev_records, ui.ev_idx, ui.ev_sample, ui.ev_runs, ui.ev_metric, ui.ev_chart,
+             ui.ev_runs_table, ui.ev_timer])
 
 
 def wire(ctx: AppContext) -> None:
     ui = ctx.ui
     ev_form = [ui.ev_model, ui.ev_bench, ui.ev_preset, ui.ev_limit, ui.ev_samples, ui.ev_max_new, ui.ev_temp,
                ui.ev_data, ui.ev_batch, ui.ev_engine]
-    ev_inputs = [ui.ev_sig, ui.ev_job, ui.ev_show, ui.ev_idx, ui.ev_runs, ui.ev_metric, ui.ev_grader]
-    ev_outputs = [ui.ev_sig, ui.ev_msg, ui.ev_jobs, ui.ev_job, ui.ev_detail, ui.ev_cancel, ui.ev_resume, ui.ev_log,
-                  ui.ev_summary, ui.ev_records, ui.ev_idx, ui.ev_sample, ui.ev_runs, ui.ev_metric, ui.ev_chart,
-                  ui.ev_runs_table]
+    ev_inputs, ev_outputs = poll_io(ctx)
     ev_select_, ev_refresh_ = bind(ctx, ev_select), bind(ctx, ev_refresh)
 
-    ui.ev_tab.select(bind(ctx, ev_open), ev_inputs, ev_outputs + [ui.ev_timer], show_progress="hidden")
+    ui.ev_tab.select(bind(ctx, ev_open), ev_inputs, ev_outputs, show_progress="hidden")
+    # the poll runs only while this tab is shown: every other tab of the page stops it when selected
+    for tab in getattr(getattr(ui, "tabs", None), "children", []):
+        if isinstance(tab, gr.Tab) and tab is not ui.ev_tab:
+            tab.select(bind(ctx, ev_pause), None, ui.ev_timer, show_progress="hidden", queue=False)
     ui.ev_timer.tick(ev_refresh_, ev_inputs, ev_outputs, show_progress="hidden")
     ui.ev_job.input(ev_select_, ev_inputs, ev_outputs, show_progress="hidden")
     ui.ev_jobs.select(bind(ctx, ev_pick_row), [ui.ev_sig, ui.ev_show, ui.ev_runs, ui.ev_metric, ui.ev_grader],

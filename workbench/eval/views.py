@@ -3,6 +3,7 @@
     launch_kwargs(model, benchmark, preset, limit, samples, ...)  -> the arguments of `jobs.submit_eval`
     jobs_table(list_jobs())                                         -> one row per job (state, progress, accuracy, error)
     job_html(job)                                                   -> the selected job: state, progress bar, error
+    job_message_html(job, "resumed")                                -> the line under the form: what was done, state now
     records_table(records, show) / record_html(record)              -> the per-sample drill-down
     run_choices(jobs) / comparison(jobs, ids, metric, grader)       -> runs to compare, the accuracy chart and table
 
@@ -39,7 +40,20 @@ EVAL_CSS = """
 .wb-ev-sample table{border-collapse:collapse;margin:6px 0}
 .wb-ev-sample td{padding:2px 12px 2px 0;vertical-align:top}
 .wb-ev-ok{color:#1a7f37;font-weight:700}.wb-ev-bad{color:#cf222e;font-weight:700}.wb-ev-none{color:#9a6700;font-weight:700}
+.dark .wb-ev-job{border-color:#4a4a52}
+.dark .wb-ev-bar{background:#3f3f46}
+.dark .wb-ev-bar>div{background:#56b4e9}
+.dark .wb-ev-meta,.dark .wb-ev-meta *{color:#c8c8c8}
+.dark .wb-ev-sample pre{background:#1c1c20;border-color:#4a4a52;color:#ececec}
+.dark .wb-ev-ok{color:#56d364}.dark .wb-ev-bad{color:#ff8a80}.dark .wb-ev-none{color:#e3b341}
 """
+# The text colours of EVAL_CSS and what they sit on, light and dark (tests check a contrast of at least 4.5):
+# (text, background) per scheme; the dark backgrounds are Gradio's dark page and block colours and the `pre` boxes'.
+EVAL_TEXT_COLOURS = {
+    "light": {"meta": "#57606a", "ok": "#1a7f37", "bad": "#cf222e", "none": "#9a6700", "pre": "#1a1a1a"},
+    "dark": {"meta": "#c8c8c8", "ok": "#56d364", "bad": "#ff8a80", "none": "#e3b341", "pre": "#ececec"},
+}
+EVAL_BACKGROUNDS = {"light": ("#ffffff", "#f6f8fa"), "dark": ("#0f0f11", "#27272a", "#1c1c20")}
 
 
 def _esc(x) -> str:
@@ -194,12 +208,27 @@ def jobs_table(jobs: list):
             "id": j.id, "state": j.state,
             "benchmark": a.get("benchmark") or (j.title or j.kind), "model": a.get("model", ""),
             "preset": _preset_of(j) if j.kind == "eval" else "", "limit": "" if a.get("limit") is None else str(a["limit"]),
-            "n": "" if a.get("n") is None else str(a["n"]), "progress": progress_text(j), "accuracy %": _accuracy_text(j),
+            "n": "" if samples_per_problem(j) is None else str(samples_per_problem(j)),
+            "progress": progress_text(j), "accuracy %": _accuracy_text(j),
             "created": _clock(j.created_at),
             "took": fmt_duration(end - j.started_at) if end and j.started_at else "",
             "error / message": _short(j.error) if j.error else ("" if j.message == j.state else _short(j.message)),
         })
     return pd.DataFrame(rows, columns=JOB_COLUMNS)
+
+
+def samples_per_problem(job) -> int | None:
+    """How many samples per problem an evaluation job draws: its own `n`, else its preset's (None: not an
+    evaluation, or an unknown preset)."""
+    if job.kind != "eval":
+        return None
+    n = job.args.get("n")
+    if n is not None:
+        return int(n)
+    from .presets import PRESETS
+
+    preset = PRESETS.get(_preset_of(job))
+    return preset.n if preset is not None else None
 
 
 def job_label(job) -> str:
@@ -257,6 +286,16 @@ def job_html(job, jobs: list | None = None, now: float | None = None) -> str:
                      f'<code>{_esc(job.log_path)}</code></div>')
     parts.append("</div>")
     return "".join(parts)
+
+
+def job_message_html(job, action: str) -> str:
+    """The line under the launch form after something was done to a job: "Job #3 resumed · now running". It
+    carries the job, its state and the action as data attributes, so the tab's poll can show the state as it
+    changes (a finished job never reads "queued")."""
+    state = _esc(job.state)
+    end = {"done": " ✓", "failed": ": see the job below", "cancelled": ""}.get(job.state, "…")
+    return (f'<div class="wb-ev-meta" data-ev-job="{int(job.id)}" data-ev-state="{state}" '
+            f'data-ev-action="{_esc(action)}">Job <b>#{int(job.id)}</b> {_esc(action)} · now <b>{state}</b>{end}</div>')
 
 
 def can_cancel(job) -> bool:
@@ -509,6 +548,7 @@ def comparison(jobs: list, ids, metric: str = "pass@1", grader: str = "workbench
 
 __all__ = ["EVAL_CSS", "RECORD_FILTERS", "DEFAULT_PRESET", "error_html", "benchmark_choices", "preset_choices",
            "launch_kwargs", "launch", "jobs_table", "job_label", "job_choices", "job_html", "queue_ahead",
+           "job_message_html", "samples_per_problem", "EVAL_TEXT_COLOURS", "EVAL_BACKGROUNDS",
            "can_cancel", "can_resume", "progress_text", "fmt_duration", "job_records", "job_summary", "verdict_of",
            "fmt_gold", "filtered_indices", "records_table", "step_record", "record_html", "summary_markdown",
            "run_choices", "default_runs", "run_summaries", "metric_choices", "comparison"]
