@@ -18,7 +18,8 @@ The modules:
     context       AppContext (models, start data, export dir, allowed folders, stop flags, components) and bind
     data_panel    "Data and models": load problems, add explanations, teacher / student / generation settings
     compare_tab   the problem table, explanations side by side, scoring, generation with Stop, charts, export
-    heatmap_tab   per-token heatmaps, reward breakdown, edit and re-score, HTML export
+    heatmap_tab   per-token heatmaps on one fixed scale, two sources side by side, reward breakdown, edit and
+                  re-score, "which steps teach" (step attribution), a link to the view, HTML export
     evaluate_tab  evaluation jobs: launch, poll, cancel, resume, samples, run comparison
     common        layout constants and helpers every tab uses (status line, error box, toasts)
     theme         the style sheet
@@ -28,8 +29,10 @@ The modules:
 Handlers are module-level functions `fn(ctx, *inputs)`: call them directly to test them (tests/test_app_handlers.py).
 
 The Evaluate tab runs no model in the app: each evaluation is a job process recorded under $RLT_WORKBENCH_HOME,
-which the tab polls (`gr.Timer`, from the first time it is opened), so jobs outlive the app and are listed again
-after a restart.
+which the tab polls (`gr.Timer`, only while the tab is selected: every 2 s while a job is active, else 10 s), so
+jobs outlive the app and are listed again after a restart.
+
+Links: `?problem=ID&source=NAME&tab=compare|heatmap|evaluate` opens the app on that problem, source and tab.
 
 Models load once per process and are shared by all sessions; every event that runs a model goes through one
 queue slot (`concurrency_id="model"`), so concurrent users wait their turn instead of competing for memory.
