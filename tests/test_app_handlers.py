@@ -152,7 +152,7 @@ def test_generate_streams_into_the_generated_column_and_stop_sets_the_flag(tmp_p
     ctx = _ctx(tmp_path)
     seen = {}
 
-    def fake_stream(model, tokenizer, question, solution, max_new_tokens, temperature, stop_event):
+    def fake_stream(model, tokenizer, question, solution, max_new_tokens, temperature, stop_event, **kwargs):
         seen["event"] = stop_event
         assert ctx.stop_events["abc"] is stop_event  # registered for this session while it streams
         compare_tab.stop(ctx, gr.Request(session_hash="abc"))
@@ -177,14 +177,14 @@ def test_generate_streams_into_the_generated_column_and_stop_sets_the_flag(tmp_p
 
     monkeypatch.setattr(compare_tab, "stream_explanation", nothing)
     list(compare_tab.generate(ctx, problems, "p1", T, S, 32, 0.0, 0.5, None))
-    assert "generated" not in problems[0]["sources"]  # an empty generation leaves no column
+    assert "generated-2" not in problems[0]["sources"]  # an empty generation (the 2nd sample) leaves no column
     assert compare_tab.stop(ctx, None) is None  # nothing running: nothing to stop
 
 
 def test_export_writes_the_tables_into_the_export_folder(tmp_path):
     ctx = _ctx(tmp_path)
     paths = [Path(p) for p in compare_tab.on_export(ctx, ctx.problems, T, S)]
-    assert sorted(p.suffix for p in paths) == [".csv", ".csv", ".jsonl"]
+    assert sorted(p.suffix for p in paths) == [".csv", ".csv", ".html", ".jsonl", ".jsonl", ".md"]
     assert all(p.parent == tmp_path and p.is_file() for p in paths)
 
 

@@ -572,6 +572,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-dir", dest="allow_dirs", action="append", default=[], metavar="DIR",
                    help="a folder the UI may load data files from (repeatable; default: the working directory; "
                    "uploads are always allowed)")
+    p.add_argument("--recipe", help="score with this RLT recipe's reward configuration, or a training run's (its "
+                   "folder's recipe.yaml), as it was trained (default: the RewardConfig defaults)")
+    p.add_argument("reward_overrides", nargs="*", metavar="reward.key=value",
+                   help="RewardConfig fields on top of the recipe, e.g. reward.teacher_tokenization=generated")
     p.set_defaults(func=cmd_app)
     _add_eval_parsers(sub)
     _add_prompts_parsers(sub)

@@ -1,6 +1,6 @@
 """RLT Workbench app: RLT explanations beside R1 traces, and per-token reward heatmaps.
 
-    workbench app [--data PATH_OR_HUB_ID] [--teacher MODEL] [--student MODEL] [--host 127.0.0.1] [--port 7860]
+    workbench app [--data PATH_OR_HUB_ID|cpu-teacher] [--teacher MODEL] [--student MODEL] [--recipe R] [--host ...] [--port N]
                   [--auth USER:PASS | --no-auth] [--allow-dir DIR ...]
     python app.py ...                      (in a clone: the same flags)
 

@@ -1,6 +1,6 @@
-"""What the handlers of every tab share: the models, the start data, the export folder, the allowed folders, the
-stop flags of running generations, and the page's components (`AppContext`); `bind`, which turns a handler
-`fn(ctx, *inputs)` into the function an event calls.
+"""What the handlers of every tab share: the models and the reward configuration they score with, the start data,
+the export folder, the allowed folders, the stop flags of running generations, and the page's components
+(`AppContext`); `bind`, which turns a handler `fn(ctx, *inputs)` into the function an event calls.
 
 Handlers are module-level functions of the tab modules that take the context first and then the event's inputs,
 so they can be called (and tested) without a browser: `compare_tab.on_view(ctx, problems, pid, 0.5, t, s)`.
@@ -48,6 +48,11 @@ class AppContext:
     start_error: str | None = None  # what went wrong loading the start set or the teacher's tokenizer
     tokenizer0: Any = None  # the start teacher's tokenizer: the fallback when a typed teacher has none
     stop_events: dict[str, threading.Event] = field(default_factory=dict)  # session hash -> its generation's stop flag
+    # session hash -> (problem, source) its generation writes into: Stop marks that sample as stopped
+    streams: dict[str, tuple[dict, str]] = field(default_factory=dict)
+    # session hash -> the problem its Compare columns show (a stream writes into the columns only while it is shown)
+    viewing: dict[str, str] = field(default_factory=dict)
+    reward_source: str | None = None  # where the reward configuration came from (a recipe, a run folder); None: defaults
     ui: UI = field(default_factory=UI)
 
     def confined(self, spec) -> None:
@@ -63,13 +68,34 @@ class AppContext:
     def rewards_lookup(self, teacher_name: str, student_name: str):
         return lambda p, s: self.models.cached(teacher_name, student_name, compare.score_item(p, s))
 
+    @property
+    def reward_config(self):
+        """The RewardConfig every score of this app is computed with (the models' config)."""
+        from workbench.rewards import RewardConfig
+
+        config = getattr(self.models, "config", None)
+        return config if config is not None else RewardConfig()
+
+    def set_reward_config(self, config, source: str | None = None) -> None:
+        """Score with `config` from now on, for every session (the models are shared). Cached scores are keyed by
+        the configuration (compare.ScoreCache), so those of the previous one are no longer shown, and come back if
+        it is chosen again; the scorers, which hold their configuration, are made again on their next use."""
+        lock = getattr(self.models, "_lock", None) or threading.RLock()
+        with lock:
+            self.models.config = config
+            scorers = getattr(self.models, "_scorers", None)
+            if isinstance(scorers, dict):
+                scorers.clear()
+        self.reward_source = source
+
 
 def make_context(problems: list[dict] | None = None, *, data_spec: str | None = None, teacher: str = DEFAULT_MODEL,
                  student: str = DEFAULT_MODEL, models: compare.SharedModels | None = None, max_new_tokens: int = 256,
                  limit: int | None = None, export_dir: str | None = None,
                  allow_dirs: list[str] | None = None) -> AppContext:
     """The context build_app starts from: `problems` wins over `data_spec`; a bad data_spec is recorded in
-    start_error and the demo set is used instead; so is a teacher whose tokenizer cannot load."""
+    start_error and the demo set is used instead; so is a teacher whose tokenizer cannot load. The app scores with
+    `models.config` (launch sets it from --recipe, and `models.reward_source` to the recipe's path)."""
     models = models or compare.SharedModels()
     folders = allowed_folders(allow_dirs)
     operator_files = (Path(os.path.expanduser(data_spec.strip())).resolve(),) if (data_spec or "").strip() else ()
@@ -91,7 +117,8 @@ def make_context(problems: list[dict] | None = None, *, data_spec: str | None = 
         start_error = (start_error + "\n" if start_error else "") + str(exc)
     return AppContext(models=models, teacher=teacher, student=student, max_new_tokens=max_new_tokens, limit=limit,
                       export_dir=export_dir, folders=folders, operator_files=operator_files, problems=problems,
-                      data_spec=data_spec, origin=origin, start_error=start_error, tokenizer0=tokenizer0)
+                      data_spec=data_spec, origin=origin, start_error=start_error, tokenizer0=tokenizer0,
+                      reward_source=getattr(models, "reward_source", None))
 
 
 def bind(ctx: AppContext, fn):

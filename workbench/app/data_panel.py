@@ -1,8 +1,10 @@
-"""The "Data and models" panel above the tabs: load problems (a path, a hub id or an upload), add a file of teacher
-explanations as a new source, and the teacher, student and generation settings every tab reads.
+"""The "Data and models" panel above the tabs: load problems (a path, a hub id, an upload, or "cpu-teacher": the
+workbench's own teacher before and after RL training), add a file of teacher explanations as a new source, the
+teacher, student and generation settings every tab reads, and the reward configuration the app scores with (a
+recipe or a run folder's recipe.yaml; it applies to every visitor, the models being shared).
 
-Files named or uploaded here are read only from the allowed folders (ctx.confined). Every handler takes the
-AppContext first, then the event's inputs (see context.bind).
+Files named or uploaded here are read only from the allowed folders (ctx.confined); "demo" and "cpu-teacher" are
+the project's own data. Every handler takes the AppContext first, then the event's inputs (see context.bind).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from workbench import data
 from workbench.errors import WorkbenchError
 
 from . import compare_tab, heatmap_tab
-from .common import _error_md, _status_md, _toast
+from .common import MODEL_QUEUE, _error_md, _status_md, _toast, reward_config_line
 from .compare_tab import metric_choices, table_df
 from .context import AppContext, bind
 
@@ -26,9 +28,10 @@ from .context import AppContext, bind
 
 def on_load(ctx: AppContext, spec, upload, teacher_name, student_name, base):
     """Load problems: (problems, table, problem picker, metric filter, sort, status line, status)."""
-    src = upload if upload else (spec or "demo")
+    src = upload if upload else ((spec or "").strip() or "demo")
     try:
-        ctx.confined(src)
+        if src != data.TRAINED_TEACHER:  # the recorded run of the project itself, not a file of the user's
+            ctx.confined(src)
         report = data.load_problems_report(src, ctx.limit)
     except WorkbenchError as exc:
         gr.Warning(_toast(exc), duration=15)
@@ -43,6 +46,44 @@ def on_load(ctx: AppContext, spec, upload, teacher_name, student_name, base):
             gr.update(choices=choices, value=choices[0] if choices else None),
             gr.update(choices=metric_choices(new), value=None),
             gr.update(choices=["id"] + metric_choices(new), value=None), line, line)
+
+
+def on_load_teacher(ctx: AppContext, teacher_name, student_name, base):
+    """The workbench's own teacher before and after RL training (data spec "cpu-teacher"): on_load's outputs."""
+    return on_load(ctx, data.TRAINED_TEACHER, None, teacher_name, student_name, base)
+
+
+def on_data_note(ctx: AppContext, problems, student_name):
+    return compare_tab.data_note(problems, student_name)
+
+
+RECORDED_RUN = "cpu-teacher"  # in the recipe box: the recorded CPU run's folder (results/cpu/teacher_rlt)
+
+
+def on_recipe(ctx: AppContext, spec):
+    """Score with the reward configuration of a recipe or a run folder (its recipe.yaml), "cpu-teacher" (the
+    recorded CPU run's), or the defaults (empty): the new summary line. The change applies to every session, and
+    scores of another configuration are no longer shown (the score cache is keyed by the configuration)."""
+    from workbench.rewards import RewardConfig
+    from workbench.training.config import reward_config
+
+    text = (spec or "").strip()
+    try:
+        if not text:
+            config, source = RewardConfig(), None
+        elif text == RECORDED_RUN:
+            run = data.repo_path_of_run()
+            config, source = reward_config(run), data.TRAINED_TEACHER_RUN
+        else:
+            ctx.confined(text)
+            config, source = reward_config(Path(text).expanduser()), text
+    except WorkbenchError as exc:
+        gr.Warning(_toast(exc), duration=15)
+        return reward_config_line(ctx.reward_config, ctx.reward_source) + "\n\n" + _error_md(str(exc))
+    ctx.set_reward_config(config, source)
+    gr.Info(_toast("the app now scores with " + (f"the reward configuration of {source}" if source else
+                                                 "the default reward configuration") + " (for every visitor)"))
+    return reward_config_line(config, source)
 
 
 def on_join(ctx: AppContext, problems, upload, name, teacher_name, student_name, base):
@@ -75,8 +116,8 @@ def layout(ctx: AppContext) -> None:
     ui = ctx.ui
     with gr.Accordion("Data and models", open=False):
         with gr.Row():
-            ui.data_box = gr.Textbox(label="Problems: 'demo', a file path or a hub id", value=ctx.data_spec or "demo",
-                                     scale=3)
+            ui.data_box = gr.Textbox(label="Problems: 'demo', 'cpu-teacher' (our teacher before / after RL), a file "
+                                     "path or a hub id", value=ctx.data_spec or "demo", scale=3)
             ui.data_file = gr.File(label="…or upload a problem file (.jsonl .json .parquet .csv)",
                                    file_types=list(data.TABLE_SUFFIXES), scale=2, elem_id="wb-data-file", height=110)
             ui.load_btn = gr.Button("Load problems", scale=1, elem_id="wb-load")
@@ -91,6 +132,14 @@ def layout(ctx: AppContext) -> None:
             ui.max_new = gr.Slider(16, 4096, value=ctx.max_new_tokens, step=16, label="max new tokens (generate)",
                                    elem_id="wb-max-new")
             ui.temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="temperature (0 = greedy)")
+        with gr.Row():
+            ui.recipe_box = gr.Textbox(label="Reward configuration: a recipe (.yaml) or a run folder (its recipe.yaml)",
+                                       placeholder="e.g. results/cpu/teacher_rlt · 'cpu-teacher': the recorded CPU "
+                                       "run's · empty: the defaults", value="", scale=3,
+                                       elem_id="wb-recipe")
+            ui.recipe_btn = gr.Button("Score with this configuration", scale=1, elem_id="wb-recipe-load")
+        ui.reward_line = gr.Markdown(reward_config_line(ctx.reward_config, ctx.reward_source),
+                                     elem_id="wb-reward-config")
 
 
 def wire(ctx: AppContext) -> None:
@@ -100,14 +149,24 @@ def wire(ctx: AppContext) -> None:
     view_in, view_out = compare_tab.view_inputs(ui), compare_tab.view_outputs(ui)
     hm_sync = heatmap_tab.picker_sync(ctx)
 
+    load_out = [ui.problems_state, ui.table, ui.problem_dd, ui.metric_dd, ui.sort_dd, ui.status_base, ui.status]
+    note_ = bind(ctx, on_data_note), [ui.problems_state, ui.student_box], ui.data_note
     ui.load_btn.click(bind(ctx, on_load), [ui.data_box, ui.data_file, ui.teacher_box, ui.student_box, ui.status_base],
-                      [ui.problems_state, ui.table, ui.problem_dd, ui.metric_dd, ui.sort_dd, ui.status_base,
-                       ui.status]).then(
-        on_view_, view_in, view_out).then(*hm_sync).then(on_charts_, *compare_tab.chart_io(ui))
+                      load_out).then(
+        on_view_, view_in, view_out).then(*hm_sync).then(on_charts_, *compare_tab.chart_io(ui)).then(*note_)
+    ui.teacher_btn.click(bind(ctx, on_load_teacher), [ui.teacher_box, ui.student_box, ui.status_base], load_out).then(
+        lambda: data.TRAINED_TEACHER, None, ui.data_box).then(
+        on_view_, view_in, view_out).then(*hm_sync).then(on_charts_, *compare_tab.chart_io(ui)).then(*note_)
+
+    # the reward configuration: shared by every session, changed between model runs (the model queue)
+    ui.recipe_btn.click(bind(ctx, on_recipe), ui.recipe_box, ui.reward_line, **MODEL_QUEUE).then(
+        on_view_, view_in, view_out).then(
+        bind(ctx, compare_tab.on_filter), compare_tab.filter_inputs(ui), [ui.table, ui.filter_msg]).then(
+        on_charts_, *compare_tab.chart_io(ui))
 
     ui.join_btn.click(bind(ctx, on_join), [ui.problems_state, ui.expl_file, ui.expl_name, ui.teacher_box,
                                            ui.student_box, ui.status_base],
                       [ui.problems_state, ui.table, ui.status_base, ui.status]).then(
         on_view_, view_in, view_out).then(*hm_sync).then(
         lambda p: (gr.update(choices=metric_choices(p)), gr.update(choices=["id"] + metric_choices(p))),
-        ui.problems_state, [ui.metric_dd, ui.sort_dd]).then(on_charts_, *compare_tab.chart_io(ui))
+        ui.problems_state, [ui.metric_dd, ui.sort_dd]).then(on_charts_, *compare_tab.chart_io(ui)).then(*note_)

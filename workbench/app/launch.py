@@ -23,7 +23,14 @@ def launch_from_args(args) -> int:
         print(warning, file=sys.stderr, flush=True)
     allow_dirs = getattr(args, "allow_dirs", None) or None
     allowed_folders(allow_dirs)  # a bad --allow-dir is an error before the models load
-    models = compare.SharedModels(device=getattr(args, "device", "auto"))
+    from workbench.cli import reward_config_from_args
+
+    config = reward_config_from_args(args)  # --recipe and reward.key=value: a bad recipe is an error here too
+    models = compare.SharedModels(device=getattr(args, "device", "auto"), config=config)
+    recipe = getattr(args, "recipe", None)
+    overrides = getattr(args, "reward_overrides", None)
+    if recipe or overrides:  # what the data panel names as the configuration's origin (AppContext.reward_source)
+        models.reward_source = " + ".join(x for x in (str(recipe) if recipe else "", " ".join(overrides or ())) if x)
     print(f"loading {args.teacher} (teacher) and {args.student} (student) once for all sessions …", file=sys.stderr)
     try:
         models.scorer(args.teacher, args.student)

@@ -131,8 +131,7 @@ def wire_page(ctx: AppContext, demo: gr.Blocks) -> None:
     loaded = demo.load(bind(ctx, on_page_load), [ui.problems_state, ui.problem_dd, ui.hm_source, ui.hm_source_b],
                        [ui.problem_dd, ui.tabs, ui.hm_source, ui.hm_text, ui.hm_source_b, ui.hm_link, ui.page_url,
                         ui.start_tab], show_progress="hidden")
-    loaded = loaded.then(bind(ctx, compare_tab.on_view), compare_tab.view_inputs(ui), compare_tab.view_outputs(ui),
-                         show_progress="hidden")
+    loaded = compare_tab.wire_load(ctx, loaded)  # the problem's columns, table and charts from the shared score cache
     loaded.then(bind(ctx, open_evaluate), [ui.start_tab] + ev_inputs, ev_outputs,
                 show_progress="hidden")
     loaded.then(bind(ctx, open_heatmap), [ui.start_tab] + hm_inputs, hm_outputs, **MODEL_QUEUE)
