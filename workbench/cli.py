@@ -292,6 +292,8 @@ def cmd_jobs(args) -> int:
               f"  started   {_fmt_time(j.started_at)}\n  finished  {_fmt_time(j.finished_at)}\n  attempts  {j.attempts}")
         if j.output_dir:
             print(f"  output    {j.output_dir}")
+        if getattr(j, "cwd", None):
+            print(f"  folder    {j.cwd}  (relative paths of the job are read from here)")
         if j.error:
             print(f"  error     {j.error}")
         if j.result:

@@ -270,7 +270,7 @@ def on_attribute(ctx: AppContext, problems, pid, source, text, teacher_name, stu
     except WorkbenchError as exc:
         raise gr.Error(_toast(exc), duration=None) from None
     label = compare.source_label(source) + ("" if text == p["sources"].get(source) else " (edited)")
-    fig = viz.attribution_figure(steps, title=f"Which steps teach · {label} · problem {pid}")
+    fig = viz.attribution_figure(steps, title=f"{label} · problem {pid}")  # short: the chart sits in a narrow column
     return fig, attribution_table(steps)
 
 
