@@ -52,7 +52,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from .errors import WorkbenchError  # noqa: E402
-from .io import TABLE_SUFFIXES, Row, read_rows  # noqa: E402
+from .io import TABLE_SUFFIXES, Row, _type_name, read_rows  # noqa: E402
 
 QUESTION_COLUMNS = ("question", "prompt")  # the official code reads `prompt`; accept both
 TRACE_COLUMNS = ("reasoning_trace", "trace")  # an R1-style reasoning trace (the "r1" source in the app)
@@ -195,11 +195,6 @@ def load_rows(spec: str | Path, split: str = "train", config: str | None = None,
         if limit:
             rows = rows[:limit]
     return Loaded([r for r in rows if r.ok], [r.error for r in rows if not r.ok], text)
-
-
-def _type_name(v) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
-            int: "a number", float: "a number"}.get(type(v), type(v).__name__)
 
 
 def _show(v) -> str:

@@ -67,12 +67,12 @@ def parse_json(text: str):
         raise ValueError(f"column 1: not readable ({exc})") from None
 
 
-def _check_file(p: Path) -> str:
+def _check_file(p: Path, kind: str | None = None) -> str:
     if p.is_dir():
         raise WorkbenchError(f"{p}: is a folder; give a .jsonl, .json, .parquet or .csv file")
     if not p.exists():
         raise WorkbenchError(f"{p}: no such file")
-    suffix = p.suffix.lower()
+    suffix = kind or p.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise WorkbenchError(f"{p}: unknown file type {p.suffix or '(none)'!r}; use one of {', '.join(TABLE_SUFFIXES)}")
     try:
@@ -84,13 +84,14 @@ def _check_file(p: Path) -> str:
     return suffix
 
 
-def read_rows(path: str | Path, limit: int | None = None) -> list[Row]:
-    """The rows of a JSONL, JSON (array of objects), CSV or Parquet file; `limit` counts good rows.
+def read_rows(path: str | Path, limit: int | None = None, kind: str | None = None) -> list[Row]:
+    """The rows of a JSONL, JSON (array of objects), CSV or Parquet file; `limit` counts good rows; `kind` (e.g.
+    ".jsonl") replaces the file name's suffix.
 
     Raises WorkbenchError only for a problem with the whole file; a bad row comes back as an error Row.
     """
     p = Path(path)
-    suffix = _check_file(p)
+    suffix = _check_file(p, kind)
     if suffix == ".parquet":
         return _read_parquet(p, limit)
     try:
@@ -260,16 +261,7 @@ def _read_parquet(p: Path, limit: int | None) -> list[Row]:
 
 def read_jsonl(path: str | Path) -> list[Row]:
     """The rows of a JSONL file whatever its name (e.g. `records.jsonl.bak`); see `read_rows`."""
-    p = Path(path)
-    if p.suffix.lower() == ".jsonl":
-        return read_rows(p)
-    if p.is_dir() or not p.exists():
-        _check_file(p)
-    data = p.read_bytes()
-    rows = list(_jsonl_rows(p, data[3:] if data.startswith(b"\xef\xbb\xbf") else data, None))
-    if not rows:
-        raise WorkbenchError(f"{p}: the file has no rows (only blank lines)")
-    return rows
+    return read_rows(path, kind=".jsonl")
 
 
 def as_integer(v) -> int | None:
