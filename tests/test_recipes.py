@@ -195,13 +195,15 @@ def test_lora_with_ref_sync_is_refused(tmp_path):
         load_recipe(RECIPES / "cpu" / "teacher_rlt.yaml", ["lora={r: 8}", "sync_ref_model=true"])
 
 
-def test_cpu_run_refuses_bf16(tmp_path):
+def test_cpu_run_takes_bf16_autocast_and_refuses_fp16(tmp_path):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("CUDA machine")
-    r = load_recipe(RECIPES / "cpu" / "teacher_rlt.yaml", ["bf16=true"])
-    with pytest.raises(WorkbenchError, match="bf16"):
+    r = load_recipe(RECIPES / "cpu" / "teacher_rlt.yaml", ["bf16=true", f"output_dir={tmp_path / 'a'}"])
+    assert make_trl_config(r).bf16 is True  # bf16 autocast on a CPU (fp32 master weights)
+    r = load_recipe(RECIPES / "cpu" / "teacher_rlt.yaml", ["fp16=true", f"output_dir={tmp_path / 'b'}"])
+    with pytest.raises(WorkbenchError, match="fp16"):
         make_trl_config(r)
     make_trl_config(r, validate_only=True)  # --dry-run still checks the rest
 
