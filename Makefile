@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo score-demo chromium test lint bench gpu-check notebooks lab clean
+.PHONY: install demo score-demo teaching-loop chromium test lint bench gpu-check notebooks lab clean
 
 install: $(STAMP)
 
@@ -38,6 +38,12 @@ demo: install
 # The ranked reward table of the demo set, in the terminal.
 score-demo: install
 	$(VENV)/bin/workbench demo
+
+# The whole teaching loop on the CPU (workbench/loop.py): warm-up, RLT, explanations, distillation, evaluation, then
+# one table of effects and stage times (under 15 min on 2 cores). LOOP_ARGS="--rlt-steps 12 ..." changes its sizes.
+LOOP_ARGS ?=
+teaching-loop: install
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/workbench loop $(LOOP_ARGS)
 
 # Debian's Chromium for the browser test (tests/test_app_e2e.py); that test skips with a message where it is missing.
 chromium:

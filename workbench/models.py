@@ -9,6 +9,7 @@ take about a second.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import pickle
 import re
@@ -57,10 +58,56 @@ def _embedded_gguf_folder() -> Path:
     return folder
 
 
+def _align_special_tokens(tokenizer, config) -> bool:
+    """Make the tokenizer's EOS and pad tokens the model's (config ids). Returns whether anything changed.
+
+    The GGUF metadata of the embedded model names <|im_start|> as its tokenizer's EOS, while the model ends its turns
+    with <|im_end|> (config eos_token_id 2). With the wrong EOS, <|im_end|> is ordinary text: the RLT reward's
+    `generated` tokenisation then reads it as text after the end tag (every completion penalised), and the trainers
+    "align" the model's config to the tokenizer's EOS.
+    """
+    changed = False
+    for attr in ("eos", "pad"):
+        token_id = getattr(config, f"{attr}_token_id", None)
+        if isinstance(token_id, list):
+            token_id = token_id[0] if token_id else None
+        if token_id is None:
+            continue
+        token = tokenizer.convert_ids_to_tokens(int(token_id))
+        if token and getattr(tokenizer, f"{attr}_token") != token:
+            setattr(tokenizer, f"{attr}_token", token)
+            changed = True
+    return changed
+
+
+def _repair_cached_tokenizer(target: Path) -> None:
+    """A cache converted by an earlier version kept the GGUF's EOS (<|im_start|>): rewrite its tokenizer files."""
+    try:
+        cfg = json.loads((target / "tokenizer_config.json").read_text())
+        eos = json.loads((target / "config.json").read_text()).get("eos_token_id")
+    except (OSError, ValueError):
+        return
+    if eos is None or cfg.get("eos_token_id", eos) == eos and cfg.get("eos_token") != "<|im_start|>":
+        return
+    from transformers import AutoConfig, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    if not _align_special_tokens(tokenizer, AutoConfig.from_pretrained(target)):
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=target.parent))
+    try:
+        tokenizer.save_pretrained(tmp)
+        for f in tmp.iterdir():
+            os.replace(f, target / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def embedded_model_path() -> Path:
     """Return the safetensors folder of the embedded default, converting the GGUF once if needed."""
     target = cache_dir() / "smollm2-135m-instruct"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        _repair_cached_tokenizer(target)
         return target
     if importlib.util.find_spec("gguf") is None:
         raise WorkbenchError("reading the embedded GGUF model needs the `gguf` package; run: pip install gguf")
@@ -75,6 +122,7 @@ def embedded_model_path() -> Path:
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(gguf_model.state_dict())
     model.generation_config = gguf_model.generation_config
+    _align_special_tokens(tokenizer, config)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     try:

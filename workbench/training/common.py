@@ -15,6 +15,34 @@ from .config import Recipe
 log = logging.getLogger("workbench.training")
 
 
+def score_only_labelled_positions_on_cpu() -> bool:
+    """Make TRL's fused LM head score only the labelled positions on a CPU, as it does on CUDA. Returns whether it did.
+
+    TRL (trl/trainer/utils.py, `add_fused_lm_head`) projects through the LM head only the positions whose label is not
+    -100 on Triton devices, and every position elsewhere, so that accelerators that compile per shape (Neuron) keep
+    one tile shape. A CPU runs eagerly and compiles nothing, so there scoring every position only multiplies the head's
+    work: by ~5 in the teacher warm-up (80% of its tokens are the prompt) and by ~9 in GRPO (completions of ~30 tokens
+    after ~250 of prompt), ~40% of a CPU step. The scored positions and the loss are the same either way (the padded
+    ones are zeroed), which tests/test_train_sft.py checks; benchmarks/cpu_levers.py measures the step times.
+    The switch is TRL's own `compact` path, chosen by its `_use_triton(device)` test in that module: we answer True
+    for CPU tensors there only (the kernels keep their own test, so the CPU runs the same torch tiles).
+    """
+    try:
+        from trl.trainer import utils as trl_utils
+    except ImportError:  # pragma: no cover - TRL is a dependency
+        return False
+    use_triton = getattr(trl_utils, "_use_triton", None)
+    if use_triton is None or getattr(use_triton, "_workbench_cpu_compact", False):
+        return use_triton is not None
+
+    def _compact_on_cpu(device, _orig=use_triton):
+        return device.type == "cpu" or _orig(device)
+
+    _compact_on_cpu._workbench_cpu_compact = True
+    trl_utils._use_triton = _compact_on_cpu
+    return True
+
+
 def is_main_process() -> bool:
     from accelerate import PartialState
 

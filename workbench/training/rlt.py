@@ -38,7 +38,15 @@ from ..models import load_model, load_tokenizer
 from ..rewards import RewardConfig, RewardResult, RLTReward, RLTScorer
 from ..sampling import SamplingParams, provenance
 from .callbacks import MetricsJsonlCallback, append_jsonl
-from .common import is_main_process, model_dtype, peft_config, prepare_output_dir, resolve_model, save_final
+from .common import (
+    is_main_process,
+    model_dtype,
+    peft_config,
+    prepare_output_dir,
+    resolve_model,
+    save_final,
+    score_only_labelled_positions_on_cpu,
+)
 from .config import Recipe, load_recipe, make_trl_config
 from .datasets import load_problems
 
@@ -106,6 +114,15 @@ def policy_as_teacher(trainer):
             model.train(was_training)
 
 
+def cpu_bf16_autocast(args):
+    """bf16 autocast for the reward of a CPU run with `bf16: true` (the trainer autocasts only its own forwards); a
+    no-op otherwise, so GPU runs and fp32 runs keep their numbers. The reward's forwards run whole sequences, where
+    autocast pays; sampling does not (autocast casts every weight again at each new token)."""
+    if args is None or not getattr(args, "bf16", False) or torch.cuda.is_available():
+        return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
 def result_row(res: RewardResult, token_details: bool = False) -> dict:
     """The reward components of one result, flat (per-token arrays only with token_details)."""
     d = res.to_dict()
@@ -137,7 +154,7 @@ class RLTTrainingReward:
     @contextlib.contextmanager
     def _models(self):
         teacher_ctx = policy_as_teacher(self.trainer) if self.trainer is not None else contextlib.nullcontext(None)
-        with teacher_ctx as policy:
+        with teacher_ctx as policy, cpu_bf16_autocast(self.trainer.args if self.trainer is not None else None):
             if policy is not None:
                 self.scorer.teacher = policy
             moved = False
@@ -316,6 +333,7 @@ def build_trainer(recipe: Recipe):
 
     spec, cfg = recipe.spec, recipe.reward
     args = make_trl_config(recipe)
+    score_only_labelled_positions_on_cpu()
     model_path = resolve_model(spec.model, _missing_hint(spec.model, "model"))
     resolve_model(spec.student, _missing_hint(spec.student, "student"))  # a bad student fails now, not after the data
     tokenizer = load_tokenizer(model_path)

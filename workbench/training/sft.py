@@ -22,7 +22,15 @@ from .. import formats
 from ..errors import WorkbenchError
 from ..models import load_tokenizer
 from .callbacks import MetricsJsonlCallback
-from .common import is_main_process, model_dtype, peft_config, prepare_output_dir, resolve_model, save_final
+from .common import (
+    is_main_process,
+    model_dtype,
+    peft_config,
+    prepare_output_dir,
+    resolve_model,
+    save_final,
+    score_only_labelled_positions_on_cpu,
+)
 from .config import Recipe, load_recipe, make_trl_config
 from .datasets import load_problems
 
@@ -111,6 +119,7 @@ def build_trainer(recipe: Recipe):
 
     spec = recipe.spec
     args = make_trl_config(recipe)
+    score_only_labelled_positions_on_cpu()
     model_path = resolve_model(spec.model)
     tokenizer = load_tokenizer(model_path)
     tags = formats.get_tags(spec.tag_style)
