@@ -40,7 +40,7 @@ score-demo: install
 	$(VENV)/bin/workbench demo
 
 # The whole teaching loop on the CPU (workbench/loop.py): warm-up, RLT, explanations, distillation, evaluation, then
-# one table of effects and stage times (under 15 min on 2 cores). LOOP_ARGS="--rlt-steps 12 ..." changes its sizes.
+# one table of effects and stage times (16.6 min on 2 cores). LOOP_ARGS="--rlt-steps 12 ..." changes its sizes.
 LOOP_ARGS ?=
 teaching-loop: install
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/workbench loop $(LOOP_ARGS)

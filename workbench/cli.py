@@ -595,7 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("loop", help="the whole teaching loop on a CPU in one command, ending with one table",
                        description="Warm up a teacher, train it with the RLT reward, let it explain, distil a student "
                        "from its explanations and from the reference traces, evaluate: one table of effects (paired "
-                       "s.e., z) and stage times. The defaults take under 15 minutes on 2 CPU cores.")
+                       "s.e., z) and stage times. The defaults took 16.6 minutes on 2 CPU cores (README: their effects, and larger sizes).")
     add_dataclass_args(p, LoopConfig)
     p.set_defaults(func=cmd_loop)
     _add_eval_parsers(sub)
