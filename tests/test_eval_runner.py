@@ -194,16 +194,16 @@ def test_eval_cli_bad_inputs(tmp_path, capsys):
     assert "unknown model" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_eval_cli_with_the_embedded_model(tmp_path, capsys):
-    """The done-criterion command, smaller: countdown with the embedded model leaves records and a summary."""
+def test_eval_cli_with_a_model_folder(tmp_path, capsys, tiny_dir):
+    """The done-criterion command, smaller: countdown with a model (the tiny random SmolLM2 of conftest.py: the
+    embedded model's architecture and tokenizer) leaves records and a summary."""
     out = tmp_path / "run"
-    assert main(["eval", "run", "--benchmark", "countdown", "--model", "smollm2-135m", "--limit", "2",
+    assert main(["eval", "run", "--benchmark", "countdown", "--model", tiny_dir, "--limit", "2",
                  "--max-new-tokens", "32", "--output", str(out), "--engine", "transformers"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["problems"] == 2 and summary["samples"] == 2 and summary["complete"]
     recs = read_records(out)
     assert len(recs) == 2 and all(r["output"] is not None and "<|im_start|>user" in r["prompt"] for r in recs)
     assert read_summary(out)["accuracy"] == summary["accuracy"]
-    assert all(r["engine"] == "transformers" and r["model"] == "smollm2-135m" and r["dtype"] == "float32"
+    assert all(r["engine"] == "transformers" and r["model"] == tiny_dir and r["dtype"] == "float32"
                and r["sampling"]["max_new_tokens"] == 32 and r["sampling"]["temperature"] == 0 for r in recs)

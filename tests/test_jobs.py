@@ -1,5 +1,5 @@
 """The job system: persisted before start, queued/running/done/failed/cancelled, cancel kills the process group,
-a vanished process is marked failed, resume continues; an evaluation job with the embedded model (slow)."""
+a vanished process is marked failed, resume continues; an evaluation job with a model."""
 
 import json
 import os
@@ -103,11 +103,13 @@ def test_jobs_cli_and_bad_inputs(capsys):
     assert len(jobs.list_jobs()) == 1  # a refused submission records nothing
 
 
-@pytest.mark.slow
-def test_eval_job_cancel_and_resume_with_the_embedded_model(capsys):
-    """An evaluation through the job system: cancel it after its first sample, resume, finish without redoing it."""
-    assert main(["eval", "run", "--benchmark", "countdown", "--model", "smollm2-135m", "--limit", "3",
-                 "--max-new-tokens", "24", "--batch-size", "1", "--background",
+def test_eval_job_cancel_and_resume(capsys, tiny_dir):
+    """An evaluation through the job system: cancel it after its first sample, resume, finish without redoing it.
+    The model is the tiny random SmolLM2 of conftest.py (the embedded model's architecture and tokenizer): greedy, it
+    never ends a sample early, and 256 tokens a sample keep each sample about a second long, as 24 tokens of the
+    embedded model do, so the job is still running when its first record is seen."""
+    assert main(["eval", "run", "--benchmark", "countdown", "--model", tiny_dir, "--limit", "3",
+                 "--max-new-tokens", "256", "--batch-size", "1", "--background",
                  "--engine", "transformers"]) == 0  # seconds to its first sample (vLLM: a minute to start here)
     assert "submitted" in capsys.readouterr().out
     job = jobs.list_jobs()[0]

@@ -39,6 +39,18 @@ def test_device_and_dtype_defaults():
 
 @pytest.mark.slow
 def test_embedded_model_is_converted_once_then_reused(tmp_path, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    # the GGUF as transformers loads it directly, kept from the conversion itself (loading it again costs 10-20 s)
+    direct, real = [], AutoModelForCausalLM.from_pretrained.__func__
+
+    def spy(cls, *args, **kwargs):
+        model = real(cls, *args, **kwargs)
+        if kwargs.get("gguf_file"):
+            direct.append(model)
+        return model
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(spy))
     monkeypatch.setenv("RLT_WORKBENCH_CACHE", str(tmp_path / "cache"))
     path = models.embedded_model_path()  # converts the GGUF (about 20 s)
     assert path.parent == tmp_path / "cache"
@@ -50,9 +62,7 @@ def test_embedded_model_is_converted_once_then_reused(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["smollm2-135m-instruct"]  # no temp dirs left
 
     # the cached weights give the same logits as the GGUF loaded directly
-    from transformers import AutoModelForCausalLM
-
-    gguf = AutoModelForCausalLM.from_pretrained(models._embedded_gguf_folder(), gguf_file=models._GGUF_FILE)
+    [gguf] = direct  # one GGUF load: the conversion's, none at the cache hits
     ids = torch.tensor([[1, 504, 3458, 314, 260, 3470, 30]])
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, gguf(ids).logits, atol=1e-4)

@@ -456,3 +456,111 @@ def test_trailing_text_penalty_and_trl_completion_ids(smollm):
     assert len(fn.last_results[0].explanation_tokens) == len(retokenised.explanation_tokens) - 1
     with pytest.raises(WorkbenchError, match="teacher_tokenization"):
         RewardConfig(teacher_tokenization="sampled")
+
+
+# ------------------------------------------------------------------------------ prefixes shared across a whole call
+
+UNRELATED = [  # different problems (question and solution), explanations of different lengths
+    ("What is 15% of 80?", "0.15 × 80 = 12. \\boxed{12}", "Ten percent is 8, five percent is 4, together 12." + EE),
+    ("A train covers 180 km in 2 hours. What is its average speed?", "180 / 2 = 90 km/h. \\boxed{90}",
+     "Speed is distance over time." + EE),
+    ("Solve 3x + 7 = 22.", "3x = 15, so x = 5. \\boxed{5}",
+     "Subtract 7 from both sides: 3x = 15.\n\nThen divide both sides by 3, so x = 5. Check: 3 · 5 + 7 = 22, as "
+     "required, and no other value works because the equation is linear." + EE),
+    ("How many edges does a cube have?", "A cube has 12 edges. \\boxed{12}",
+     "Four on top, four on the bottom and four upright"),  # no end tag
+    ("What is the greatest common divisor of 84 and 36?", "84 = 2·36 + 12 and 36 = 3·12, so it is 12. \\boxed{12}",
+     EE),  # empty explanation: its only scored token is the prompt's closing "\n\n"
+]
+
+
+def _mixed_items():
+    """The shape of a dataset scan (unrelated problems, one completion each) mixed with a GRPO group of three
+    completions of one problem, whose members are not adjacent."""
+    items = [{"id": f"u{k}", "question": q, "solution": s, "completion": c} for k, (q, s, c) in enumerate(UNRELATED)]
+    group = [{"id": f"g{k}", "question": Q, "solution": SOL, "completion": c} for k, c in enumerate(CASES[:3])]
+    return [group[0], *items[:2], group[1], *items[2:], group[2]]
+
+
+def _seqs(scorer, items, who):
+    return [getattr(scorer.prepare(it), who) for it in items]
+
+
+@pytest.mark.parametrize("batch_size", [3, 8])
+def test_prefix_shared_across_unrelated_problems_gives_the_same_numbers(lm, batch_size):
+    """The system prompt and chat header of the whole call run once, the GRPO group's question and solution once
+    more on top of them, and unrelated problems are micro-batched together on the shared cache: the same numbers as
+    with sharing off and as the independent reference, on SmolLM2 (Llama) and a tiny random Qwen2."""
+    from workbench.rewards import _prefix_plan
+
+    model, tok = lm
+    items = _mixed_items()
+    shared = RLTScorer(model, model, tok, RewardConfig(batch_size=batch_size))
+    for who in ("teacher", "student"):
+        seqs = _seqs(shared, items, who)
+        live = [i for i, s in enumerate(seqs) if s.targets]  # sequence_logprobs plans for those only
+        base_len, units = _prefix_plan(model, seqs, live, shared.config)
+        assert base_len >= 8  # at least the system prompt
+        pool = [members for n, members in units if n == base_len]
+        assert len(pool) == 1 and len({seqs[i].group for i in pool[0]}) >= 4  # batched across problems
+        if who == "teacher":  # the group's question and solution: a longer prefix, continuing the base
+            assert [sorted(m) for n, m in units if n > base_len] == [[0, 3, 7]]
+    ours = shared.score(items)
+    plain = RLTScorer(model, model, tok, RewardConfig(share_prefix=False)).score(items)
+    for a, b in zip(ours, plain):
+        assert a.ok and b.ok, (a.error, b.error)
+        assert a.reward == pytest.approx(b.reward, abs=1e-4)
+        assert [t["logprob"] for t in a.solution_tokens] == pytest.approx([t["logprob"] for t in b.solution_tokens], abs=1e-4)
+        assert [t["teacher_logprob"] for t in a.explanation_tokens] == pytest.approx(
+            [t["teacher_logprob"] for t in b.explanation_tokens], abs=1e-4)
+        assert [t["kl"] for t in a.explanation_tokens] == pytest.approx([t["kl"] for t in b.explanation_tokens], abs=1e-4)
+    for item, a in list(zip(items, ours))[::2]:  # and the plain, independent computation
+        if a.explanation_tokens:  # (the reference has no value for an explanation without a scored token)
+            ref = reference_reward(model, tok, item["question"], item["solution"], item["completion"], shared.config)
+            _close(a, ref)
+    by_id = {r.id: r for r in ours}
+    assert by_id["u3"].format_penalty == -1.0 and by_id["u4"].ok  # the unclosed and the empty explanation
+
+
+def test_each_shared_prefix_goes_through_the_model_once(smollm):
+    """Only one forward of a call starts with the call's common prefix; with sharing off, every sequence does. No
+    sequence runs past the input of its last scored position."""
+    from workbench.rewards import _common_prefix_len
+
+    model, tok = smollm
+    items = _mixed_items()
+    calls: list[torch.Tensor] = []
+    real: list[int] = []  # tokens fed that are not padding
+
+    def record(mod, args, kwargs):
+        x, mask = kwargs["input_ids"], kwargs.get("attention_mask")
+        calls.append(x.cpu())
+        real.append(x.numel() if mask is None else int(mask[:, -x.shape[1]:].sum()))
+
+    hook = model.get_decoder().register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        for share, expected in ((True, 1), (False, len(items))):
+            scorer = RLTScorer(model, model, tok, RewardConfig(share_prefix=share, teacher_entropy=False))
+            seqs = _seqs(scorer, items, "student")
+            base = seqs[0].ids[: _common_prefix_len([s.ids for s in seqs])]
+            calls.clear()
+            real.clear()
+            scorer.score(items)
+            starts = sum(row[: len(base)].tolist() == base for x in calls for row in x)
+            assert starts == expected, (share, starts)
+            total = sum(max(s.targets) for s in seqs)  # tokens up to the last scored position's input
+            assert sum(real) == total if not share else sum(real) <= total - (len(seqs) - 1) * len(base)
+    finally:
+        hook.remove()
+
+
+def test_sharing_falls_back_to_whole_sequences_when_the_cache_cannot_be_copied(smollm, monkeypatch):
+    """A model whose forward returns no cache the workbench knows (None, a legacy tuple) is scored without sharing."""
+    from workbench import rewards
+
+    model, tok = smollm
+    items = _mixed_items()[:4]
+    expected = RLTScorer(model, model, tok, RewardConfig(share_prefix=False)).score(items)
+    monkeypatch.setattr(rewards, "_cache_of", lambda output: ((torch.zeros(1), torch.zeros(1)),))
+    got = RLTScorer(model, model, tok).score(items)
+    assert [r.reward for r in got] == pytest.approx([r.reward for r in expected], abs=1e-4)

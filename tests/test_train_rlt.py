@@ -1,9 +1,13 @@
-"""RLT training: a 2-step GRPO run on the embedded model whose logged rewards equal `workbench score`, and resume.
+"""RLT training: a 2-step GRPO run whose logged rewards equal `workbench score`, and resume.
 
 The reward of a completion depends on the teacher that scored it, and the teacher is the policy, which changes at
 every step. A completion logged for step k was sampled and scored by the teacher after k-1 updates
 (`policy_step`): the initial model for step 1, `checkpoint-1` for step 2. `workbench score` with that teacher
-must give the same reward.
+must give the same reward, and the initial teacher a different one for step 2 (so the check can tell them apart).
+
+The runs train the tiny random SmolLM2 of conftest.py (the embedded model's architecture and tokenizer, 2 layers) as
+teacher and student: what is checked is which model and which tokens scored what, not what is learnt. Its learning
+rate is high (1e-2) so that one step moves the rewards far more than the tolerance of the comparison.
 """
 
 import json
@@ -21,10 +25,16 @@ from workbench.cli import main  # noqa: E402
 pytestmark = pytest.mark.slow
 
 RECIPE = str(Path(__file__).resolve().parents[1] / "recipes" / "cpu" / "teacher_rlt.yaml")
-TINY = ["model=smollm2-135m", "student=smollm2-135m", "max_steps=2", "num_generations=2", "per_device_train_batch_size=2",
-        "gradient_accumulation_steps=1", "max_completion_length=24", "max_samples=4", "eval_split=null", "save_steps=1", "report_to=none",
-        "ref_model_sync_steps=1", "log_token_details=true"]
+ARGS = ["max_steps=2", "num_generations=2", "per_device_train_batch_size=2", "gradient_accumulation_steps=1",
+        "max_completion_length=24", "max_samples=4", "eval_split=null", "save_steps=1", "report_to=none",
+        "ref_model_sync_steps=1", "log_token_details=true", "learning_rate=1e-2"]
 REQUIRED = ("step", "reward", "r_ss", "r_kl", "format_penalty_rate", "completion_length", "kl", "lr")
+
+
+@pytest.fixture(scope="module")
+def TINY(tiny_dir):
+    """The runs' overrides: the tiny model as teacher and student, two steps of two completions."""
+    return [f"model={tiny_dir}", f"student={tiny_dir}", *ARGS]
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -32,11 +42,11 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, TINY):
     out = tmp_path_factory.mktemp("rlt") / "out"
     assert main(["train", "rlt", "--recipe", RECIPE, f"output_dir={out}", *TINY]) == 0
     yield out
-    shutil.rmtree(out.parent, ignore_errors=True)  # ~3.7 GB of checkpoints
+    shutil.rmtree(out.parent, ignore_errors=True)  # checkpoints
 
 
 def test_outputs(run):
@@ -61,29 +71,41 @@ def test_outputs(run):
         assert (run / name).exists(), name
 
 
-@pytest.mark.parametrize("step,teacher", [(1, "smollm2-135m"), (2, "checkpoint-1")])
-def test_logged_reward_equals_workbench_score(run, tmp_path, step, teacher):
-    rows = [r for r in _jsonl(run / "completions.jsonl") if r["step"] == step]
-    inp, outp = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+def _score(rows: list[dict], folder: Path, teacher: str, student: str) -> list[dict]:
+    """`workbench score` of logged completions (their sampled token ids) with the given teacher and student."""
+    folder.mkdir(parents=True)
+    inp, outp = folder / "in.jsonl", folder / "out.jsonl"
     inp.write_text("".join(json.dumps({"id": k, "question": r["question"], "solution": r["solution"],
                                        "completion": r["completion"], "completion_ids": r["completion_ids"]}) + "\n"
                            for k, r in enumerate(rows)))
-    teacher_path = teacher if teacher == "smollm2-135m" else str(run / teacher)
     reward = yaml.safe_load(Path(RECIPE).read_text())["reward"]  # the recipe scores the sampled tokens
     assert reward["teacher_tokenization"] == "generated"
-    assert main(["score", "--input", str(inp), "--output", str(outp), "--teacher", teacher_path,
-                 "--student", "smollm2-135m", "--device", "cpu", "--teacher-tokenization", "generated",
+    assert main(["score", "--input", str(inp), "--output", str(outp), "--teacher", teacher,
+                 "--student", student, "--device", "cpu", "--teacher-tokenization", "generated",
                  "--trailing-text-penalty", str(reward["trailing_text_penalty"])]) == 0
     scored = _jsonl(outp)
+    assert len(scored) == len(rows) == 2
+    return scored
+
+
+@pytest.mark.parametrize("step,teacher", [(1, "initial"), (2, "checkpoint-1")])
+def test_logged_reward_equals_workbench_score(run, tmp_path, tiny_dir, step, teacher):
+    rows = [r for r in _jsonl(run / "completions.jsonl") if r["step"] == step]
+    teacher_path = tiny_dir if teacher == "initial" else str(run / teacher)
+    scored = _score(rows, tmp_path / "scored", teacher_path, tiny_dir)
     for logged, fresh in zip(rows, scored):
         assert fresh["reward"] == pytest.approx(logged["reward"], abs=1e-3)
         assert fresh["r_ss"] == pytest.approx(logged["r_ss"], abs=1e-3)
         assert fresh["r_kl"] == pytest.approx(logged["r_kl"], abs=1e-3)
+    if step == 2:  # the initial teacher scores step 2's completions differently: the check above can fail
+        stale = _score(rows, tmp_path / "stale", tiny_dir, tiny_dir)
+        print("step 2, r_kl under the initial teacher minus logged:", [s["r_kl"] - r["r_kl"] for s, r in zip(stale, rows)])
+        assert max(abs(s["r_kl"] - r["r_kl"]) for s, r in zip(stale, rows)) > 0.05
 
 
-def test_resume_from_checkpoint(run, tmp_path):
+def test_resume_from_checkpoint(run, tmp_path, TINY):
     out = tmp_path / "resumed"
-    # as if the run had stopped after step 1: its logs and checkpoint-1 (linked, not copied: 1.6 GB), no checkpoint-2
+    # as if the run had stopped after step 1: its logs and checkpoint-1 (linked, not copied), no checkpoint-2
     shutil.copytree(run, out, ignore=lambda d, names: [n for n in names if n.startswith("checkpoint-")
                                                         or n.endswith(".safetensors")])
     (out / "checkpoint-1").symlink_to(run / "checkpoint-1", target_is_directory=True)
@@ -104,7 +126,7 @@ def test_resume_from_checkpoint(run, tmp_path):
                  "resume_from_checkpoint=true"]) == 2
 
 
-def test_lora_run_saves_adapter_and_merged_model(tmp_path):
+def test_lora_run_saves_adapter_and_merged_model(tmp_path, TINY):
     from workbench.models import load_model
 
     out = tmp_path / "lora"

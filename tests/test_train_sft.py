@@ -1,4 +1,7 @@
-"""SFT: the loss mask (only the explanation and its end tags are trained) and a short run on the embedded model."""
+"""SFT: the loss mask (only the explanation and its end tags are trained) and short runs.
+
+The runs train the tiny random SmolLM2 of conftest.py (the embedded model's architecture and tokenizer, 2 layers):
+they check the trainer's data, logs and saved files, not what is learnt (the notebooks and the teaching loop do)."""
 
 import json
 import os
@@ -66,13 +69,12 @@ def test_truncation_keeps_the_mask(tok):
         build_examples([PROBLEM], tok, "teacher", max_length=16)
 
 
-@pytest.mark.slow
-def test_sft_two_steps_on_the_embedded_model(tmp_path):
+def test_sft_two_steps(tmp_path, tiny_dir):
     from workbench.training.sft import build_trainer
 
     out = tmp_path / "sft"
     recipe = load_recipe(RECIPES / "cpu" / "teacher_sft.yaml",
-                         [f"output_dir={out}", "max_steps=2", "max_samples=4", "per_device_train_batch_size=2",
+                         [f"output_dir={out}", f"model={tiny_dir}", "max_steps=2", "max_samples=4", "per_device_train_batch_size=2",
                           "save_steps=1", "save_only_model=true", "report_to=none"])
     trainer, examples, checkpoint = build_trainer(recipe)
     assert checkpoint is None
@@ -92,14 +94,13 @@ def test_sft_two_steps_on_the_embedded_model(tmp_path):
     assert (out / "recipe.yaml").is_file() and (out / "checkpoint-2").is_dir()
 
 
-@pytest.mark.slow
-def test_sft_cli_writes_a_loadable_model(tmp_path):
+def test_sft_cli_writes_a_loadable_model(tmp_path, tiny_dir):
     from workbench.cli import main
     from workbench.models import load_model
 
     out = tmp_path / "sft"
     assert main(["train", "sft", "--recipe", str(RECIPES / "cpu" / "teacher_sft.yaml"), f"output_dir={out}",
-                 "max_steps=1", "max_samples=2", "per_device_train_batch_size=2", "report_to=none", "save_strategy=no",
+                 f"model={tiny_dir}", "max_steps=1", "max_samples=2", "per_device_train_batch_size=2", "report_to=none", "save_strategy=no",
                  "format=student"]) == 0
     assert (out / "config.json").is_file() and (out / "train_summary.json").is_file()
     load_model(str(out), "cpu")

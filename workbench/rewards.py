@@ -13,8 +13,9 @@ explanation; lp_T is the teacher's (temperature T_T) in the teacher prompt, whic
 How it is computed (the official code does each of these per completion and over the full vocabulary):
 - token spans come from character offsets of the tokenised text (a token counts when all its characters lie
   inside the span), never from searching for token lists;
-- completions that share a prompt prefix (a GRPO group) run that prefix through the model once; the KV cache is
-  reused for every member;
+- common prompt prefixes run through the model once, on two levels: the system prompt and chat header that every
+  sequence of a call shares, then each group's question and solution (a GRPO group) on top of it; the KV caches are
+  reused for every member, and unrelated problems are micro-batched together on the shared one;
 - the LM head and log-softmax run only at the scored positions, in chunks, in fp32; no sequence x vocabulary
   tensor is ever built;
 - a malformed completion is penalised, never a crash; an empty solution is an error for that item; no NaN or
@@ -199,7 +200,7 @@ def _logprobs_from_hidden(model, hidden: torch.Tensor, target_ids: torch.Tensor,
         logits = head(hidden[a:a + chunk]).float()
         if cap:
             logits = torch.tanh(logits / cap) * cap
-        logits = logits / temperature
+        logits.div_(temperature)  # in place: a chunk x vocabulary tensor less to allocate (the same numbers)
         out[a:a + chunk] = logits.gather(-1, target_ids[a:a + chunk, None]).squeeze(-1) - torch.logsumexp(logits, -1)
         del logits
     return out
@@ -223,66 +224,138 @@ def sequence_logprobs(model, seqs: list[_Seq], temperature: float, pad_id: int, 
                       progress=None) -> list[torch.Tensor]:
     """Log-probs of seq.ids[t] given seq.ids[:t] for every t in seq.targets (fp32, on CPU).
 
-    Sequences with the same `group` share their longest common token prefix: it is run once and its KV cache
-    is repeated for the members. Hidden states of the scored positions only go through the LM head. A sequence
-    with no target (an explanation with no token to score) is not run; its result is an empty tensor.
+    Common prefixes run once, on two levels (`_prefix_plan`): the prefix that ALL sequences of the call share (the
+    system prompt and chat header) is run once; each group (`seq.group`: a question and its solution) continues that
+    KV cache with its own longer prefix; sequences whose group adds nothing to the shared prefix (unrelated problems)
+    are micro-batched together, across groups, on copies of the shared cache. Hidden states of the scored positions
+    only go through the LM head. A sequence with no target (an explanation with no token to score) is not run; its
+    result is an empty tensor.
     """
     device = _model_device(model)
     decoder = _decoder(model)
     results: list[torch.Tensor | None] = [None] * len(seqs)
-    groups: dict[Any, list[int]] = defaultdict(list)
+    live = []
     for i, s in enumerate(seqs):
-        if not s.targets:
-            results[i] = torch.zeros(0, dtype=torch.float32)
-            if progress is not None:
-                progress.update(1)
+        if s.targets:
+            live.append(i)
             continue
-        groups[s.group if config.share_prefix else i].append(i)
-
-    for members in groups.values():
-        prefix_len = 0
-        if len(members) > 1:
-            prefix_len = _common_prefix_len([seqs[i].ids for i in members])
-            # the first scored token t needs the hidden state at t-1, which must lie in the suffix
-            prefix_len = min(prefix_len, min(min(seqs[i].targets) for i in members) - 1)
-            if prefix_len < 8 or not _prefix_pays(model, prefix_len, [len(seqs[i].ids) for i in members], config):
+        results[i] = torch.zeros(0, dtype=torch.float32)
+        if progress is not None:
+            progress.update(1)
+    if not live:
+        return results  # type: ignore[return-value]
+    base_len, units = _prefix_plan(model, seqs, live, config)
+    base = None
+    if base_len:  # the prefix of the whole call, run once
+        base = _run_prefix(model, decoder, seqs[live[0]].ids[:base_len], None, 0, device)
+        if base is None:  # a cache the workbench cannot copy: per-group prefixes are tried (and fail the same way)
+            base_len, units = _prefix_plan(model, seqs, live, config, allow_base=False)
+    for prefix_len, members in units:
+        if prefix_len == base_len:  # the base's cache (None without a base: whole sequences)
+            cache = base
+        else:  # the group's own prefix, continuing the base (or from scratch without one)
+            cache = _run_prefix(model, decoder, seqs[members[0]].ids[:prefix_len], base, base_len, device)
+            if cache is None:
                 prefix_len = 0
-        cache = None
-        if prefix_len:
-            prefix = torch.tensor([seqs[members[0]].ids[:prefix_len]], device=device)
-            cache = _cache_of(decoder(input_ids=prefix, use_cache=True))
-        lengths = {i: len(seqs[i].ids) - prefix_len for i in members}
+        lengths = {i: _end(seqs[i]) - prefix_len for i in members}
         lens_list = [lengths.get(i, 0) for i in range(len(seqs))]
         for batch in _batches(members, lens_list, config.batch_size, config.max_batch_tokens):
-            width = max(lengths[i] for i in batch)
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), prefix_len + width), dtype=torch.long)
-            mask[:, :prefix_len] = 1
-            for row, i in enumerate(batch):
-                suffix = seqs[i].ids[prefix_len:]
-                ids[row, : len(suffix)] = torch.tensor(suffix)
-                mask[row, prefix_len: prefix_len + len(suffix)] = 1
-            kwargs: dict[str, Any] = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "use_cache": False}
-            if cache is not None:
-                batch_cache = _repeat_cache(cache, len(batch), model.config)
-                kwargs.update({_cache_kwarg(decoder): batch_cache}, use_cache=True,
-                              position_ids=torch.arange(prefix_len, prefix_len + width, device=device).expand(len(batch), -1))
-            hidden = decoder(**kwargs).last_hidden_state  # [b, width, H]
-            rows, cols, tgt, counts = [], [], [], []
-            for row, i in enumerate(batch):
-                t = seqs[i].targets
-                rows += [row] * len(t)
-                cols += [p - 1 - prefix_len for p in t]
-                tgt += [seqs[i].ids[p] for p in t]
-                counts.append(len(t))
-            h = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
-            del hidden, kwargs
-            lp = _logprobs_from_hidden(model, h, torch.tensor(tgt, device=device), temperature, config.logit_chunk)
-            for i, part in zip(batch, lp.cpu().split(counts)):
+            for i, part in zip(batch, _score_batch(model, decoder, seqs, batch, prefix_len, cache, temperature,
+                                                   pad_id, config, device)):
                 results[i] = part
             if progress is not None:
                 progress.update(len(batch))
+        del cache
     return results  # type: ignore[return-value]
+
+
+def _prefix_plan(model, seqs: list[_Seq], live: list[int], config: RewardConfig,
+                 allow_base: bool = True) -> tuple[int, list[tuple[int, list[int]]]]:
+    """How the sequences `live` share prefixes: (base_len, [(prefix_len, members), ...]).
+
+    base_len > 0: the first base_len tokens are common to all of them and run once; every unit's cache continues
+    that one (prefix_len == base_len: the base itself, the unit then gathers sequences of any group). base_len == 0:
+    a unit with prefix_len > 0 runs its group's prefix from scratch, one with 0 runs whole sequences. Every prefix
+    ends before the first scored token's hidden state (which must lie in the suffix), is at least 8 tokens long,
+    and is used only where `_prefix_pays`. With `config.share_prefix` off every sequence runs alone, from its first
+    token.
+    """
+    if not config.share_prefix:
+        return 0, [(0, [i]) for i in live]
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i in live:
+        groups[seqs[i].group].append(i)
+
+    def shared(members: list[int]) -> int:
+        n = _common_prefix_len([seqs[i].ids for i in members])
+        return min(n, min(min(seqs[i].targets) for i in members) - 1)
+
+    base_len = 0
+    if allow_base and len(live) > 1:
+        base_len = shared(live)
+        if base_len < 8 or not _prefix_pays(model, base_len, [_end(seqs[i]) for i in live], config):
+            base_len = 0
+    units: list[tuple[int, list[int]]] = []
+    pool: list[int] = []  # sequences that continue the base directly, whatever their group
+    for members in groups.values():
+        prefix_len = shared(members) if len(members) > 1 else 0
+        if base_len:
+            if prefix_len - base_len < 8:  # the group adds (almost) nothing to the base: batched with the others
+                pool += members
+                continue
+        elif prefix_len < 8 or not _prefix_pays(model, prefix_len, [_end(seqs[i]) for i in members], config):
+            prefix_len = 0
+        units.append((prefix_len, members))
+    if pool:
+        units.insert(0, (base_len, pool))
+    return base_len, units
+
+
+def _run_prefix(model, decoder, ids: list[int], cache, start: int, device):
+    """The KV cache (batch 1) of `ids`: from scratch, or continuing a copy of `cache`, which holds ids[:start] and
+    stays intact. None when the model returns no cache the workbench knows how to copy (then nothing is shared)."""
+    kwargs: dict[str, Any] = {"input_ids": torch.tensor([ids[start:]], device=device), "use_cache": True}
+    if cache is not None:
+        kwargs[_cache_kwarg(decoder)] = _repeat_cache(cache, 1, model.config)
+        kwargs["position_ids"] = torch.arange(start, len(ids), device=device)[None]
+    out = _cache_of(decoder(**kwargs))
+    return out if hasattr(out, "batch_repeat_interleave") else None  # a transformers Cache (not None, not a tuple)
+
+
+def _end(seq: _Seq) -> int:
+    """How many of a sequence's tokens go through the model: up to the last one whose hidden state is scored (the
+    tokens after it, such as the student chat's closing tags, change no scored log-prob)."""
+    return max(seq.targets)
+
+
+def _score_batch(model, decoder, seqs: list[_Seq], batch: list[int], prefix_len: int, cache, temperature: float,
+                 pad_id: int, config: RewardConfig, device) -> list[torch.Tensor]:
+    """One micro-batch: the suffixes after `prefix_len` (padded on the right), on copies of the prefix's cache."""
+    width = max(_end(seqs[i]) - prefix_len for i in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), prefix_len + width), dtype=torch.long)
+    mask[:, :prefix_len] = 1
+    for row, i in enumerate(batch):
+        suffix = seqs[i].ids[prefix_len:_end(seqs[i])]
+        ids[row, : len(suffix)] = torch.tensor(suffix)
+        mask[row, prefix_len: prefix_len + len(suffix)] = 1
+    kwargs: dict[str, Any] = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "use_cache": False}
+    if cache is not None:
+        batch_cache = _repeat_cache(cache, len(batch), model.config)
+        kwargs.update({_cache_kwarg(decoder): batch_cache}, use_cache=True,
+                      position_ids=torch.arange(prefix_len, prefix_len + width, device=device).expand(len(batch), -1))
+    hidden = decoder(**kwargs).last_hidden_state  # [b, width, H]
+    rows, cols, tgt, counts = [], [], [], []
+    for row, i in enumerate(batch):
+        t = seqs[i].targets
+        rows += [row] * len(t)
+        cols += [p - 1 - prefix_len for p in t]
+        tgt += [seqs[i].ids[p] for p in t]
+        counts.append(len(t))
+    h = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
+    del hidden, kwargs
+    lp = _logprobs_from_hidden(model, h, torch.tensor(tgt, device=device), temperature, config.logit_chunk)
+    return list(lp.cpu().split(counts))
 
 
 def _prefix_pays(model, prefix_len: int, lengths: list[int], config: RewardConfig) -> bool:
