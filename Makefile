@@ -57,7 +57,7 @@ chromium:
 	fi
 
 test: install chromium
-	$(PY) -m pytest -q -ra --durations=15 tests
+	$(PY) -m pytest -q -ra --durations=15 -n 2 --dist loadscope --no-loadscope-reorder tests
 
 # All five notebooks, top to bottom at CPU scale (nbclient); fails on the first error. Executed copies, with their
 # outputs, go to outputs/notebooks/ (the ones in git stay stripped). `make test` runs them too (tests/test_notebooks.py).

@@ -32,6 +32,27 @@ def _write(path, lines: list[str], prefix: bytes = b"") -> str:
 # ---------------------------------------------------------------------------------------------- the reader
 
 
+def test_deep_nesting_is_refused_whatever_the_recursion_limit(tmp_path):
+    """json's own limit is the interpreter's recursion limit, which libraries raise (hypothesis does, in this very
+    suite): the reader's verdict on a deep line must not depend on what the process imported before."""
+    import sys
+
+    path = _write(tmp_path / "t.jsonl", [DEEP, json.dumps(GOOD), '{"q": "' + "[" * 2000 + '", "solution": "s"}'])
+    arr = tmp_path / "t.json"
+    arr.write_text("[" + json.dumps(GOOD) + ",\n" + DEEP + "]", encoding="utf-8")
+    old = sys.getrecursionlimit()
+    for limit in (old, 20_000):
+        sys.setrecursionlimit(limit)
+        try:
+            rows = io.read_rows(path)
+            assert "nested too deeply" in rows[0].error and rows[1].ok
+            assert rows[2].ok and rows[2].data["q"] == "[" * 2000  # brackets inside a string are text
+            rows = io.read_rows(arr)
+            assert rows[0].ok and "line 2" in rows[1].error and "nested too deeply" in rows[1].error
+        finally:
+            sys.setrecursionlimit(old)
+
+
 def test_one_bad_line_is_an_error_row_and_the_rest_is_read(tmp_path):
     lines = [json.dumps(GOOD), DEEP, DEEP_OBJ, '{"question": 1' + "0" * 5000 + "}", "[1, 2]", "{oops",
              json.dumps({**GOOD, "id": "last"})]

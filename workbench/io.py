@@ -18,6 +18,7 @@ import csv
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -55,8 +56,36 @@ def _type_name(v) -> str:
             int: "a number", float: "a number"}.get(type(v), type(v).__name__)
 
 
+# Rows nested deeper than this are refused with the same message in every process: json's own limit is the
+# interpreter's recursion limit, which libraries raise (hypothesis, torch's compiler), so it would depend on what
+# the process had imported before.
+MAX_JSON_DEPTH = 500
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def first_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> int | None:
+    """The offset in `text` where JSON nesting first exceeds `limit` levels, or None (strings are skipped; the cheap
+    bracket count answers for almost every text)."""
+    if text.count("[") + text.count("{") <= limit:
+        return None
+    depth, spans, k = 0, [m.span() for m in _JSON_STRING.finditer(text)], 0
+    for m in _JSON_BRACKET.finditer(text):
+        i = m.start()
+        while k < len(spans) and spans[k][1] <= i:
+            k += 1
+        if k < len(spans) and spans[k][0] <= i:  # inside a string
+            continue
+        depth += 1 if m.group() in "[{" else -1
+        if depth > limit:
+            return i
+    return None
+
+
 def parse_json(text: str):
     """json.loads whose every failure is a ValueError with a readable message (deep nesting, huge numbers...)."""
+    if first_too_deep(text) is not None:
+        raise ValueError("column 1: not readable (nested too deeply)")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -168,6 +197,7 @@ def _json_rows(p: Path, text: str, limit: int | None) -> list[Row]:
                              " (use JSONL for one object per line)")
     rows: list[Row] = []
     good = 0
+    deep = first_too_deep(text, MAX_JSON_DEPTH + 1)  # + 1: the array around the rows
     i = _skip_ws(text, i + 1)
     if i < len(text) and text[i] == "]":
         return rows
@@ -175,6 +205,8 @@ def _json_rows(p: Path, text: str, limit: int | None) -> list[Row]:
         line, col = _where(text, i)
         try:
             obj, end = dec.raw_decode(text, i)
+            if deep is not None and i <= deep < end:
+                raise RecursionError
         except json.JSONDecodeError as exc:
             rows.append(Row(f"line {exc.lineno}", error=f"{p}: line {exc.lineno}, column {exc.colno}: not valid JSON "
                             f"({exc.msg}); the rest of the file is not read"))
