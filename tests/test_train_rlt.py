@@ -18,6 +18,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: much faster on a shared CPU
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from workbench.cli import main  # noqa: E402
@@ -103,6 +104,38 @@ def test_logged_reward_equals_workbench_score(run, tmp_path, tiny_dir, step, tea
         assert max(abs(s["r_kl"] - r["r_kl"]) for s, r in zip(stale, rows)) > 0.05
 
 
+def _ref_weights(checkpoint: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(checkpoint / "ref_model.safetensors"))
+
+
+def test_checkpoints_hold_the_synced_reference_model(run, tiny_dir):
+    """sync_ref_model mixes the reference towards the policy (alpha 0.9, every step here): each checkpoint holds that
+    reference, which is neither the initial model nor the policy."""
+    from safetensors.torch import load_file
+
+    initial = {k: v for k, v in load_file(str(Path(tiny_dir) / "model.safetensors")).items()}
+    for step in (1, 2):
+        ref = _ref_weights(run / f"checkpoint-{step}")
+        policy = load_file(str(run / f"checkpoint-{step}" / "model.safetensors"))
+        name = "model.layers.0.self_attn.q_proj.weight"
+        assert (ref[name] - initial[name]).abs().max() > 1e-4
+        assert (ref[name] - policy[name]).abs().max() > 1e-6
+        # step 1 syncs a reference that was the initial model: ref = 0.9 * policy + 0.1 * initial
+        if step == 1:
+            assert torch.allclose(ref[name], 0.9 * policy[name] + 0.1 * initial[name], atol=1e-6)
+
+
+def test_resume_without_a_saved_reference_says_so(run, tmp_path, TINY, capsys):
+    """A checkpoint written without the reference (another tool, an older workbench): the run resumes and warns that
+    the reference restarts from the initial model."""
+    out = tmp_path / "old"
+    shutil.copytree(run, out, ignore=lambda d, names: [n for n in names if n in ("checkpoint-2", "ref_model.safetensors")])
+    assert main(["train", "rlt", "--recipe", RECIPE, f"output_dir={out}", *TINY, "resume_from_checkpoint=true"]) == 0
+    assert "holds no ref_model.safetensors" in capsys.readouterr().out
+
+
 def test_resume_from_checkpoint(run, tmp_path, TINY):
     out = tmp_path / "resumed"
     # as if the run had stopped after step 1: its logs and checkpoint-1 (linked, not copied), no checkpoint-2
@@ -121,6 +154,15 @@ def test_resume_from_checkpoint(run, tmp_path, TINY):
     # the RNG state comes back with the checkpoint: the same completions, the same rewards
     assert [r["completion"] for r in after] == [r["completion"] for r in before]
     assert [r["reward"] for r in after] == pytest.approx([r["reward"] for r in before], abs=1e-4)
+    # and the soft-synced reference model (TRL's checkpoint lacks it): the same reference weights after step 2, the
+    # same KL to it and the same loss at step 2 as the uninterrupted run
+    ref_run, ref_resumed = _ref_weights(run / "checkpoint-2"), _ref_weights(out / "checkpoint-2")
+    assert ref_run.keys() == ref_resumed.keys()
+    assert max((ref_run[k] - ref_resumed[k]).abs().max().item() for k in ref_run) < 1e-6
+    first = _jsonl(run / "metrics.jsonl")[1]
+    assert first["kl"] > 1e-4  # the policy has moved away from its reference: the KL can tell references apart
+    assert metrics[1]["kl"] == pytest.approx(first["kl"], rel=1e-4, abs=1e-7)
+    assert metrics[1]["loss"] == pytest.approx(first["loss"], rel=1e-4, abs=1e-7)
     # without a checkpoint to resume from, a clear error
     assert main(["train", "rlt", "--recipe", RECIPE, f"output_dir={tmp_path / 'empty'}", *TINY,
                  "resume_from_checkpoint=true"]) == 2

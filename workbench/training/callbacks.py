@@ -9,6 +9,7 @@ every trainer version:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -107,3 +108,90 @@ class MetricsJsonlCallback(TrainerCallback):
                 row[k] = _clean(v)
         row["wall_time"] = round(time.time() - self.t0, 2)
         append_jsonl(self.path, [row])
+
+
+# ------------------------------------------------------------------------------ the soft-synced reference model
+REF_MODEL_FILE = "ref_model.safetensors"
+
+
+class RefModelCheckpointCallback(TrainerCallback):
+    """Save the soft-synced reference model in every checkpoint; `restore_ref_model` puts it back on resume.
+
+    With `sync_ref_model`, TRL mixes the reference towards the policy every `ref_model_sync_steps`
+    (`SyncRefModelCallback`: ref <- alpha * policy + (1 - alpha) * ref). A TRL 1.16 checkpoint holds the policy, the
+    optimizer, the scheduler, the RNG states and the trainer state, but not that reference: a resumed run rebuilds it
+    from the initial model (`GRPOTrainer.__init__`), and from then on measures the KL term against another model than
+    the interrupted run did. The mixed weights cannot be rebuilt from the checkpoint (they depend on the policy at
+    every earlier sync), so they are saved beside it, as `ref_model.safetensors`, by the main process.
+    """
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        ref = _ref_model(self.trainer)
+        if ref is None:
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        with _whole(ref):  # every process takes part under ZeRO-3; the main one writes
+            if args.should_save and folder.is_dir():
+                from safetensors.torch import save_model
+
+                tmp = folder / (REF_MODEL_FILE + ".tmp")
+                save_model(ref, str(tmp))  # shared (tied) tensors are stored once
+                os.replace(tmp, folder / REF_MODEL_FILE)
+
+
+def _zero3() -> bool:
+    from accelerate.state import AcceleratorState
+
+    plugin = AcceleratorState().deepspeed_plugin  # as TRL's SyncRefModelCallback asks
+    return plugin is not None and plugin.zero_stage == 3
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+@contextlib.contextmanager
+def _whole(model, modifier_rank=None):
+    """The model's parameters whole for the block: gathered under DeepSpeed ZeRO-3 (as TRL's SyncRefModelCallback
+    does), untouched otherwise."""
+    if not _zero3():
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=modifier_rank):
+        yield
+
+
+def _ref_model(trainer):
+    """The trainer's soft-synced reference model (unwrapped), or None when there is none to keep."""
+    ref = getattr(trainer, "ref_model", None)
+    if ref is None or not getattr(trainer.args, "sync_ref_model", False):
+        return None
+    return trainer.accelerator.unwrap_model(ref)
+
+
+def restore_ref_model(trainer, checkpoint: str | Path) -> str:
+    """Load the reference model saved in `checkpoint` (see RefModelCheckpointCallback). Returns what was done:
+    'restored', 'not synced' (nothing to restore) or 'missing' (a checkpoint from another tool or an older workbench:
+    the reference restarts from the initial model, and a message says so)."""
+    ref = _ref_model(trainer)
+    if ref is None:
+        return "not synced"
+    path = Path(checkpoint) / REF_MODEL_FILE
+    if not path.is_file():
+        print(f"[train] warning: {checkpoint} holds no {REF_MODEL_FILE} (written by the workbench since #16): the "
+              "soft-synced reference model restarts from the initial model, so the KL term after this resume is "
+              "measured against another reference than before the interruption", flush=True)
+        return "missing"
+    from safetensors.torch import load_model
+
+    with _whole(ref, modifier_rank=0):  # under ZeRO-3 the main process loads, DeepSpeed spreads the weights
+        if _rank() == 0 or not _zero3():
+            load_model(ref, str(path), strict=True)  # every tensor, or an error naming the missing and unexpected ones
+    return "restored"

@@ -37,7 +37,7 @@ from ..errors import WorkbenchError
 from ..models import load_model, load_tokenizer
 from ..rewards import RewardConfig, RewardResult, RLTReward, RLTScorer
 from ..sampling import SamplingParams, provenance
-from .callbacks import MetricsJsonlCallback, append_jsonl
+from .callbacks import MetricsJsonlCallback, RefModelCheckpointCallback, append_jsonl, restore_ref_model
 from .common import (
     is_main_process,
     model_dtype,
@@ -365,6 +365,10 @@ def build_trainer(recipe: Recipe):
         use_cpu_weight_sync(trainer)  # TRL's weight push fails on vLLM's CPU backend: see vllm_cpu.py
     reward.trainer = trainer
     scorer.teacher = trainer.model
+    # TRL keeps the soft-synced reference model out of its checkpoints: save it in them, and put it back on resume
+    trainer.add_callback(RefModelCheckpointCallback(trainer))
+    if checkpoint is not None:
+        restore_ref_model(trainer, checkpoint)
     return trainer, reward, checkpoint
 
 
