@@ -20,8 +20,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 # fixtures run once), in this order: the longest modules first, so that the last module to finish is a short one
 # (the notebooks alone take about 6 minutes of the ~11). Without xdist the order is the same and changes nothing.
 LONGEST_FIRST = ["test_notebooks.py", "test_sampling.py", "test_app_evaluate.py", "test_train_rlt_vllm.py",
-                 "test_reward.py", "test_cli_score.py", "test_multiprocess.py", "test_loop.py", "test_models.py",
-                 "test_app_e2e.py", "test_jobs_robustness.py", "test_jobs.py"]
+                 "test_reward.py", "test_cli_score.py", "test_eval_shards.py", "test_multiprocess.py", "test_loop.py",
+                 "test_models.py", "test_app_e2e.py", "test_jobs_robustness.py", "test_jobs.py"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -231,6 +231,21 @@ def cmd_eval_run(args) -> int:
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: spinning threads slow a shared CPU
     config = _eval_config(args)
+    from .cliargs import given
+    from .eval.shards import ShardConfig
+
+    shards = ShardConfig(**given(args, ShardConfig))
+    if shards.shards > 1 or shards.executor != "local":
+        if args.background:
+            raise WorkbenchError("--background does not take --shards or --executor yet: run the sharded evaluation in "
+                                 "the foreground (or under nohup/tmux); its shards are resumable")
+        from .eval.shards import run_sharded
+
+        summary = run_sharded(config, shards, overwrite=args.overwrite)
+        keep = ("benchmark", "model", "preset", "problems", "samples", "accuracy", "accuracy_stderr", "complete",
+                "shards", "output_dir")
+        print(json.dumps({k: summary.get(k) for k in keep}, indent=2))
+        return 0 if summary.get("complete") else 1
     if args.background:
         from .eval.jobs import submit_eval
 
@@ -357,6 +372,10 @@ def _add_eval_parsers(sub) -> None:
     from .eval.runner import EvalConfig
 
     add_dataclass_args(ep, EvalConfig)
+    from .eval.shards import ShardConfig
+
+    add_dataclass_args(ep.add_argument_group("shards (workbench/eval/shards.py: slices of the problems as processes or "
+                                             "Slurm jobs, merged into one run)"), ShardConfig)
     ep.add_argument("--system-prompt-file", help="a system message for every problem (default: none)")
     ep.add_argument("--overwrite", action="store_true", help="discard the records in --output and start again")
     ep.add_argument("--background", action="store_true", help="submit as a job (see `workbench jobs`) and return")

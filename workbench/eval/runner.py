@@ -78,6 +78,8 @@ class EvalConfig:
         "help": "vLLM only: GPUs that hold one copy of the model (e.g. 4 for a 7B student at 32k tokens)"})
     timeout_s: float = field(default=grading.DEFAULT_TIMEOUT_S, metadata={
         "flag": "--timeout", "help": "grading seconds per answer"})
+    shard_index: int | None = field(default=None, metadata={"cli": False})  # set by workbench.eval.shards
+    shard_count: int | None = field(default=None, metadata={"cli": False})  # this run is problems[index::count]
     skythought: str = field(default="auto", metadata={
         "help": "also record SkyThought 4bb8f3e's verdict, the paper-comparable grade (the skythought package when it "
                 "imports, else the workbench's port); off: skip it", "choices": ("auto", "on", "off")})
@@ -315,9 +317,13 @@ chat_prompt and generate, as in `workbench.sampling`).
     problems = loaded.items
     if loaded.skipped:
         say(loaded.note())
+    if config.shard_count:  # one shard of a sharded run (workbench.eval.shards): every shard_count-th problem
+        problems = problems[config.shard_index::config.shard_count]
     stored = {"benchmark": bench.name, "model": config.model, "preset": preset.to_dict(), "data": local_data(config.data),
               "system_prompt": preset.system_for(config.model),
               "skythought": config.skythought, **{k: getattr(config, k) for k in _RESUME_FREE if k != "output_dir"}}
+    if config.shard_count:
+        stored.update(shard_index=config.shard_index, shard_count=config.shard_count)
     records_path = out / RECORDS_FILE
     if overwrite:
         for name in (RECORDS_FILE, SUMMARY_FILE, CONFIG_FILE):

@@ -1,0 +1,127 @@
+"""Sharded evaluation (workbench/eval/shards.py): shards as local processes and as submitit jobs, merged once each.
+
+The slurm executor runs through submitit's own local executor (`--slurm-cluster local`): the same submission code
+(AutoExecutor, parameters, pickled shard function, results) as on a cluster, with processes on this machine.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ["eval", "run", "--benchmark", "countdown", "--limit", "8", "--engine", "transformers", "--temperature", "0",
+       "--max-new-tokens", "24"]
+
+
+def _records(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "records.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def _check_merged(out: Path, n: int) -> dict:
+    recs = _records(out)
+    keys = [(r["problem_id"], r["sample"]) for r in recs]
+    assert len(keys) == len(set(keys)) == 8  # every sample exactly once
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["problems"] == 8 and summary["samples"] == 8 and summary["complete"] is True
+    assert summary["shards"]["count"] == n
+    shard_ids = [{r["problem_id"] for r in _records(out / "shards" / f"{k}-of-{n}")} for k in range(n)]
+    assert set().union(*shard_ids) == {r["problem_id"] for r in recs}
+    assert sum(len(s) for s in shard_ids) == 8  # disjoint slices
+    return summary
+
+
+def test_two_local_shards_merge_into_one_run_equal_to_the_unsharded_run(tmp_path, capsys):
+    """The issue's command (with greedy, short answers): 8 samples once each in one summary, the same answers and
+    accuracy as one unsharded run."""
+    out = tmp_path / "sharded"
+    assert main([*RUN, "--model", "smollm2-135m", "--shards", "2", "--executor", "local", "--output", str(out)]) == 0
+    summary = _check_merged(out, 2)
+    assert main([*RUN, "--model", "smollm2-135m", "--output", str(tmp_path / "plain")]) == 0
+    plain = {r["problem_id"]: r for r in _records(tmp_path / "plain")}
+    for r in _records(out):
+        assert r["output"] == plain[r["problem_id"]]["output"] and r["equal"] == plain[r["problem_id"]]["equal"]
+    assert summary["accuracy"] == pytest.approx(json.loads((tmp_path / "plain" / "summary.json").read_text())["accuracy"])
+    states = json.loads((out / "shards.json").read_text())
+    assert [s["state"] for s in states["shards"]] == ["done", "done"]
+
+
+def test_a_failed_shard_resumes_alone(tmp_path, tiny_dir):
+    out = tmp_path / "run"
+    args = [*RUN, "--model", tiny_dir, "--shards", "2", "--output", str(out)]
+    assert main(args) == 0
+    first = _records(out / "shards" / "0-of-2")
+    # shard 1 broke half-way: half of its records, no summary; and shard 0's folder must not be touched again
+    s1 = out / "shards" / "1-of-2"
+    lines = (s1 / "records.jsonl").read_text().splitlines()
+    (s1 / "records.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    (s1 / "summary.json").unlink()
+    stamp = (out / "shards" / "0-of-2" / "records.jsonl").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (out / "shards" / "0-of-2" / "records.jsonl").stat().st_mtime_ns == stamp
+    assert _records(out / "shards" / "0-of-2") == first
+    log = (s1 / "shard.log").read_text()
+    assert "2 of 4 samples already done" in log  # the shard resumed from its own records
+    states = [s["state"] for s in json.loads((out / "shards.json").read_text())["shards"]]
+    assert states == ["done (kept)", "done"]
+    _check_merged(out, 2)
+
+
+def test_a_shard_that_fails_is_reported_and_the_run_is_incomplete(tmp_path, tiny_dir):
+    out = tmp_path / "run"
+    args = [*RUN, "--model", tiny_dir, "--shards", "2", "--output", str(out)]
+    assert main(args) == 0
+    s1 = out / "shards" / "1-of-2"
+    (s1 / "summary.json").unlink()
+    (s1 / "config.json").write_text("{not json")  # the shard refuses its folder
+    assert main(args) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and summary["shards"]["states"]["1"].startswith("failed")
+    assert "is not readable" in (s1 / "shard.log").read_text()
+    (s1 / "config.json").unlink()  # mended: the run completes
+    (s1 / "records.jsonl").unlink()
+    assert main(args) == 0
+    _check_merged(out, 2)
+
+
+def test_slurm_executor_through_submitits_local_executor(tmp_path, tiny_dir):
+    out = tmp_path / "run"
+    assert main([*RUN, "--model", tiny_dir, "--shards", "2", "--executor", "slurm", "--slurm-config",
+                 str(ROOT / "recipes" / "slurm" / "eval.yaml"), "--slurm-cluster", "local", "--slurm-time", "20",
+                 "--output", str(out)]) == 0
+    summary = _check_merged(out, 2)
+    assert summary["shards"]["executor"] == "slurm"
+    submitted = list((out / "slurm").glob("*_submitted.pkl"))
+    assert len(submitted) == 2  # two submitit jobs, their pickled function and logs in OUTPUT/slurm
+
+
+def test_shard_settings_and_errors(tmp_path, tiny_dir):
+    from workbench.errors import WorkbenchError
+    from workbench.eval.shards import ShardConfig
+
+    cfg = ShardConfig(shards=2, executor="slurm", slurm_config=str(ROOT / "recipes" / "slurm" / "eval.yaml"),
+                      slurm_gpus=4)
+    s = cfg.slurm()
+    assert s["gpus"] == 4 and s["partition"] == "gpu" and s["time"] == 240  # flag over file over defaults
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("partitoin: gpu\n")
+    with pytest.raises(WorkbenchError, match="keys among"):
+        ShardConfig(slurm_config=str(bad)).slurm()
+    with pytest.raises(WorkbenchError, match="--shards"):
+        ShardConfig(shards=0)
+    assert main([*RUN, "--model", tiny_dir, "--shards", "9", "--output", str(tmp_path / "x")]) == 2
+    assert main([*RUN, "--model", tiny_dir, "--shards", "2", "--background", "--output", str(tmp_path / "y")]) == 2
+    out = tmp_path / "limit"
+    assert main([*RUN, "--model", tiny_dir, "--shards", "2", "--output", str(out)]) == 0
+    assert main([*RUN[:4], "--limit", "6", *RUN[6:], "--model", tiny_dir, "--shards", "2", "--output", str(out)]) == 2
+
+
+def test_help_documents_both_executors():
+    text = subprocess.run([sys.executable, "-m", "workbench", "eval", "run", "--help"], capture_output=True,
+                          text=True, check=True).stdout
+    for flag in ("--shards", "--executor {local,slurm}", "--slurm-partition", "--slurm-cluster", "--gpus-per-shard"):
+        assert flag in text
