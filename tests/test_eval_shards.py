@@ -125,3 +125,25 @@ def test_help_documents_both_executors():
                           text=True, check=True).stdout
     for flag in ("--shards", "--executor {local,slurm}", "--slurm-partition", "--slurm-cluster", "--gpus-per-shard"):
         assert flag in text
+
+
+@pytest.mark.parametrize("executor", ["local", "slurm"])
+def test_generate_in_shards_merges_every_completion_once(tmp_path, tiny_dir, executor):
+    """`workbench generate --shards 2`: every (problem, sample) once in --output, in problem order, the same greedy
+    completions as one unsharded run; again, nothing is generated twice."""
+    gen = ["generate", "--teacher", tiny_dir, "--data", "demo", "--limit", "5", "--n", "2", "--temperature", "0",
+           "--max-new-tokens", "12", "--engine", "transformers"]
+    extra = ["--executor", "slurm", "--slurm-cluster", "local"] if executor == "slurm" else []
+    out = tmp_path / "gen.jsonl"
+    assert main([*gen, "--output", str(out), "--shards", "2", *extra]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    keys = [(r["problem_id"], r["sample"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 10
+    assert main([*gen, "--output", str(tmp_path / "plain.jsonl")]) == 0
+    plain = [json.loads(line) for line in (tmp_path / "plain.jsonl").read_text().splitlines()]
+    assert keys == [(r["problem_id"], r["sample"]) for r in plain]  # problem order
+    assert [r["completion"] for r in rows] == [r["completion"] for r in plain]
+    parts = sorted((tmp_path / "gen.jsonl.shards").glob("*-of-2/generated.jsonl"))
+    assert [len(p.read_text().splitlines()) for p in parts] == [6, 4]  # problems 0, 2, 4 and 1, 3
+    assert main([*gen, "--output", str(out), "--shards", "2", *extra]) == 0  # resumed: nothing new
+    assert [json.loads(line) for line in out.read_text().splitlines()] == rows

@@ -198,3 +198,18 @@ def smollm_tokenizer():
     from workbench.models import load_tokenizer
 
     return load_tokenizer("smollm2-135m")
+
+
+def test_greedy_with_several_samples_returns_that_one_sample_n_times(tiny):
+    """Greedy decoding has one answer: n samples of it are n copies (as vLLM returns them), where transformers'
+    generate refuses num_return_sequences > 1 without sampling."""
+    from workbench.sampling import SamplingParams, TransformersEngine
+
+    model, tok = tiny
+    eng = TransformersEngine(model, tok, "tiny", batch_size=2)
+    prompts = [eng.chat_prompt("What is 2+2?"), eng.chat_prompt("Name a prime number."), eng.chat_prompt("Hi")]
+    three = eng.generate(prompts, SamplingParams(max_new_tokens=8, temperature=0.0, n=3))
+    one = eng.generate(prompts, SamplingParams(max_new_tokens=8, temperature=0.0, n=1))
+    assert [len(s) for s in three] == [3, 3, 3]
+    for samples, single in zip(three, one):
+        assert {x.text for x in samples} == {single[0].text} and samples[0].tokens == single[0].tokens

@@ -409,6 +409,25 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
                    help="vLLM only: GPUs that hold one copy of the model (e.g. 4 for a 7B student at 32k tokens)")
 
 
+_SHARD_FLAGS = ("--shards", "--executor", "--gpus-per-shard", "--slurm-config", "--slurm-partition", "--slurm-account",
+                "--slurm-gpus", "--slurm-cpus", "--slurm-mem-gb", "--slurm-time", "--slurm-cluster")
+
+
+def _argv_without(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """A command line without the given flags and their values (`--flag v` or `--flag=v`)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        name = a.split("=", 1)[0]
+        if name in flags:
+            skip = "=" not in a
+            continue
+        out.append(a)
+    return out
+
+
 def cmd_generate(args) -> int:
     """N raw teacher completions per problem (resumable JSONL)."""
     from . import formats
@@ -418,6 +437,20 @@ def cmd_generate(args) -> int:
     problems = load_problems(args.data, limit=args.limit)
     if not problems:
         raise WorkbenchError(f"{args.data}: no problems to generate for")
+    from .cliargs import given
+    from .eval.shards import ShardConfig
+
+    shards = ShardConfig(**given(args, ShardConfig))
+    if shards.shards > 1 or shards.executor != "local":
+        from .eval.shards import generate_sharded
+
+        argv = _argv_without(sys.argv[1:] if args.argv is None else args.argv, _SHARD_FLAGS + ("--output",))
+        res = generate_sharded(argv, args.output, [p["id"] for p in problems], shards)
+        print(f"{args.output}: {res['rows']} completions merged from {res['shards']} shards ({res['folder']})",
+              file=sys.stderr)
+        return 1 if res["failed"] else 0
+    if args.shard_count:  # one shard of a sharded generation: every shard_count-th problem
+        problems = problems[args.shard_index::args.shard_count]
     stats = generate_explanations(
         args.teacher, problems, args.output, n=args.n, temperature=args.temperature, top_p=args.top_p,
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, engine=args.engine, dtype=args.dtype,
@@ -565,6 +598,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag-style", default="stratos", choices=["stratos", "r1"])
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shard-index", type=int, help=argparse.SUPPRESS)  # set by the shards' runner
+    p.add_argument("--shard-count", type=int, help=argparse.SUPPRESS)
+    from .cliargs import add_dataclass_args
+    from .eval.shards import ShardConfig
+
+    add_dataclass_args(p.add_argument_group("shards (slices of the problems as processes or Slurm jobs, merged into "
+                                            "--output)"), ShardConfig)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("rank", help="score explanations with the RLT reward and keep the best per problem")
@@ -636,6 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command line as given (None: sys.argv), for commands that re-run themselves in shards
     try:
         return int(args.func(args) or 0)
     except WorkbenchError as exc:

@@ -196,11 +196,14 @@ class TransformersEngine:
                 mask[row, width - len(x):] = 1
             if not params.greedy:
                 torch.manual_seed(int(params.seed) + b)
+            # greedy: one sequence per prompt, its n samples are that one (as vLLM returns them); transformers
+            # refuses num_return_sequences > 1 without sampling
+            per = 1 if params.greedy else int(params.n)
             gen = self.model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                                      num_return_sequences=int(params.n), **kw)
+                                      num_return_sequences=per, **kw)
             new = gen[:, width:].tolist()
             for i in range(len(chunk)):
-                out.append([_finish(self.tokenizer, new[i * params.n + j], eos, params.stop, pad)
+                out.append([_finish(self.tokenizer, new[i * per + (j if per > 1 else 0)], eos, params.stop, pad)
                             for j in range(params.n)])
             if progress is not None:
                 progress(len(chunk))

@@ -101,12 +101,19 @@ def shard_dir(out: Path, k: int, n: int) -> Path:
     return out / "shards" / f"{k}-of-{n}"
 
 
-def run_shard(config: dict) -> dict:
-    """Run one shard (an EvalConfig as a dict, with shard_index and shard_count): what a shard's process or Slurm job
-    calls. Returns its summary."""
+def run_shard(spec: dict) -> dict:
+    """Run one shard: what a shard's process or Slurm job calls. `spec` is an EvalConfig as a dict (with shard_index
+    and shard_count), or {"argv": [...]}: a `workbench` command line (a shard of `workbench generate`)."""
+    if "argv" in spec:
+        from ..cli import main as cli_main
+
+        rc = cli_main(list(spec["argv"]))
+        if rc:
+            raise WorkbenchError(f"workbench {' '.join(spec['argv'][:1])} exited with {rc}")
+        return {"exit": rc}
     from .runner import run_eval
 
-    return run_eval(EvalConfig(**config), log=lambda m: print(m, file=sys.stderr, flush=True))
+    return run_eval(EvalConfig(**spec), log=lambda m: print(m, file=sys.stderr, flush=True))
 
 
 def run_sharded(config: EvalConfig, shards: ShardConfig, *, overwrite: bool = False, log=None) -> dict:
@@ -187,12 +194,53 @@ def run_sharded(config: EvalConfig, shards: ShardConfig, *, overwrite: bool = Fa
     return summary
 
 
+def generate_sharded(argv: list[str], output: str, problem_ids: list[str], shards: ShardConfig, log=None) -> dict:
+    """`workbench generate` in shards: shard k runs the same command on problems k, k+N, ... into
+    `OUTPUT.shards/k-of-N/generated.jsonl` (resumable as any generation file); then every row of every shard, once per
+    (problem, sample), is merged into OUTPUT. `argv` is the command without --output. Returns counts."""
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    n, n_problems = shards.shards, len(problem_ids)
+    if n > n_problems:
+        raise WorkbenchError(f"--shards {n} is more than the {n_problems} problems to generate for; use at most "
+                             f"{n_problems}")
+    out = Path(output)
+    base = out.parent / (out.name + ".shards")
+    todo = []
+    for k in range(n):
+        d = base / f"{k}-of-{n}"
+        part = d / "generated.jsonl"
+        todo.append((k, d, {"argv": [*argv, "--output", str(part), "--shard-index", str(k), "--shard-count", str(n)]}))
+    say(f"generating in {n} shards (executor {shards.executor}) -> {base}")
+    run = _run_local if shards.executor == "local" else _run_slurm
+    states = run(todo, shards, base, say)
+    _write_states(base, n, shards.executor, states)
+    rows, seen = [], set()
+    from ..io import read_jsonl
+
+    for _k, d, _spec in todo:
+        part = d / "generated.jsonl"
+        for row in (read_jsonl(part) if part.is_file() else []):
+            if row.ok and (key := (str(row.data.get("problem_id")), row.data.get("sample"))) not in seen:
+                seen.add(key)
+                rows.append(row.data)
+    order = {str(pid): i for i, pid in enumerate(problem_ids)}
+    rows.sort(key=lambda r: (order.get(str(r.get("problem_id")), len(order)), r.get("sample") or 0))
+    write_jsonl_atomic(out, rows)
+    failed = sorted(k for k, s in states.items() if not s.startswith("done"))
+    if failed:
+        say(f"shards {', '.join(map(str, failed))} did not finish (see {base / SHARDS_FILE}); run the same command "
+            "again to resume them")
+    return {"shards": n, "rows": len(rows), "failed": failed, "folder": str(base)}
+
+
 def _write_states(out: Path, n: int, executor: str, states: dict[int, str]) -> None:
     write_atomic(out / SHARDS_FILE, json.dumps({"count": n, "executor": executor, "shards": [
         {"index": k, "folder": str(shard_dir(out, k, n)), "state": states[k]} for k in range(n)]}, indent=2) + "\n")
 
 
 def _shard_state(d: Path, ok: bool, why: str = "") -> str:
+    if ok and (d / "shard.json").is_file() and "argv" in json.loads((d / "shard.json").read_text(encoding="utf-8")):
+        return "done"  # a command's shard: its exit status says it all
     summary = read_summary(d)
     if ok and summary and summary.get("complete"):
         return "done"
@@ -246,6 +294,7 @@ def _run_slurm(todo: list, shards: ShardConfig, out: Path, say) -> dict[int, str
     jobs = []
     for k, d, spec in todo:
         d.mkdir(parents=True, exist_ok=True)
+        write_atomic(d / "shard.json", json.dumps(spec, indent=2) + "\n")
         jobs.append((k, d, executor.submit(run_shard, spec)))
         say(f"  shard {k}: {cfg['cluster']} job {jobs[-1][2].job_id}")
     states = {}
@@ -280,4 +329,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["ShardConfig", "run_sharded", "run_shard", "shard_dir", "SHARDS_FILE"]
+__all__ = ["ShardConfig", "run_sharded", "generate_sharded", "run_shard", "shard_dir", "SHARDS_FILE"]
