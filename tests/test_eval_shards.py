@@ -114,7 +114,6 @@ def test_shard_settings_and_errors(tmp_path, tiny_dir):
     with pytest.raises(WorkbenchError, match="--shards"):
         ShardConfig(shards=0)
     assert main([*RUN, "--model", tiny_dir, "--shards", "9", "--output", str(tmp_path / "x")]) == 2
-    assert main([*RUN, "--model", tiny_dir, "--shards", "2", "--background", "--output", str(tmp_path / "y")]) == 2
     out = tmp_path / "limit"
     assert main([*RUN, "--model", tiny_dir, "--shards", "2", "--output", str(out)]) == 0
     assert main([*RUN[:4], "--limit", "6", *RUN[6:], "--model", tiny_dir, "--shards", "2", "--output", str(out)]) == 2
@@ -147,3 +146,24 @@ def test_generate_in_shards_merges_every_completion_once(tmp_path, tiny_dir, exe
     assert [len(p.read_text().splitlines()) for p in parts] == [6, 4]  # problems 0, 2, 4 and 1, 3
     assert main([*gen, "--output", str(out), "--shards", "2", *extra]) == 0  # resumed: nothing new
     assert [json.loads(line) for line in out.read_text().splitlines()] == rows
+
+
+def test_sharded_job_in_the_job_system_shows_its_shards(jobs_home, tmp_path, tiny_dir, capsys):
+    """`--background --shards 2`: a job like any other (recorded, run, listed), its progress counted from the shards'
+    records, its shard states in `workbench jobs show` and in the Evaluate tab's summary."""
+    from workbench.eval import jobs
+    from workbench.eval.views import job_summary, summary_markdown
+
+    out = tmp_path / "job"
+    assert main([*RUN, "--model", tiny_dir, "--shards", "2", "--background", "--output", str(out)]) == 0
+    job = jobs.list_jobs()[0]
+    assert job.args["shards"]["shards"] == 2 and "2 shards (local)" in job.title
+    done = jobs.wait_job(job.id, timeout_s=300)
+    assert done.state == "done", jobs.read_log(job.id)
+    assert (done.progress_done, done.progress_total) == (8, 8)
+    _check_merged(out, 2)
+    capsys.readouterr()
+    assert main(["jobs", "show", str(job.id)]) == 0
+    assert "shards    0: done · 1: done" in capsys.readouterr().out
+    text = summary_markdown(job_summary(done), done, None)
+    assert "**Shards:** 0: done · 1: done" in text and "8 samples" in text

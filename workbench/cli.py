@@ -227,6 +227,7 @@ def _eval_config(args):
 
 def cmd_eval_run(args) -> int:
     """`workbench eval run`: evaluate a model on a benchmark (in the foreground, or as a job with --background)."""
+    import dataclasses
     import json
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: spinning threads slow a shared CPU
@@ -235,10 +236,7 @@ def cmd_eval_run(args) -> int:
     from .eval.shards import ShardConfig
 
     shards = ShardConfig(**given(args, ShardConfig))
-    if shards.shards > 1 or shards.executor != "local":
-        if args.background:
-            raise WorkbenchError("--background does not take --shards or --executor yet: run the sharded evaluation in "
-                                 "the foreground (or under nohup/tmux); its shards are resumable")
+    if (shards.shards > 1 or shards.executor != "local") and not args.background:
         from .eval.shards import run_sharded
 
         summary = run_sharded(config, shards, overwrite=args.overwrite)
@@ -250,7 +248,8 @@ def cmd_eval_run(args) -> int:
         from .eval.jobs import submit_eval
 
         opts = {k: v for k, v in config.to_dict().items() if k not in ("benchmark", "model", "preset", "limit", "output_dir")}
-        job = submit_eval(config.benchmark, config.model, config.preset, config.limit, config.output_dir, **opts)
+        job = submit_eval(config.benchmark, config.model, config.preset, config.limit, config.output_dir,
+                          shards=dataclasses.asdict(shards), **opts)
         print(f"job {job.id} submitted ({job.state}): {job.title}\n  follow it: workbench jobs show {job.id}")
         return 0
     from .eval.runner import run_eval
@@ -270,6 +269,13 @@ def cmd_loop(args) -> int:
 
     run_loop(LoopConfig(**given(args, LoopConfig)))
     return 0
+
+
+def _shard_states(output_dir: str | None) -> list[str]:
+    """'k: state' for each shard of a sharded run folder (its shards.json), else []."""
+    from .eval.views import shard_states
+
+    return [f"{k}: {state}" for k, state in shard_states(output_dir)]
 
 
 def cmd_eval_compare(args) -> int:
@@ -335,6 +341,9 @@ def cmd_jobs(args) -> int:
             print(f"  error     {j.error}")
         if j.result:
             print(f"  result    {json.dumps(j.result, default=str)}")
+        shard_states = _shard_states(j.output_dir)
+        if shard_states:
+            print("  shards    " + " · ".join(shard_states))
         print(f"  log       {j.log_path}")
         if args.log:
             print("---- log (end) ----")

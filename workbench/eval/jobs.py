@@ -408,10 +408,13 @@ def submit(kind: str, args: dict, title: str = "") -> JobInfo:
 
 
 def submit_eval(benchmark: str, model: str = "smollm2-135m", preset: str | None = None, limit: int | None = None,
-                output_dir: str | None = None, **options) -> JobInfo:
-    """Submit an evaluation job (the arguments of `runner.EvalConfig`); checks them before recording the job."""
+                output_dir: str | None = None, shards: dict | None = None, **options) -> JobInfo:
+    """Submit an evaluation job (the arguments of `runner.EvalConfig`; `shards`: those of `shards.ShardConfig`, for a
+    sharded run); checks them before recording the job."""
     from .runner import EvalConfig, resolve
+    from .shards import ShardConfig
 
+    shard_cfg = ShardConfig(**shards) if shards else None  # raises WorkbenchError for bad shard settings
     config = EvalConfig(benchmark=benchmark, model=model, preset=preset, limit=limit, output_dir=output_dir, **options)
     bench, p, _ = resolve(config)  # raises WorkbenchError for an unknown benchmark, preset or bad setting
     if config.data:
@@ -423,7 +426,13 @@ def submit_eval(benchmark: str, model: str = "smollm2-135m", preset: str | None 
     if output_dir:
         config.output_dir = str(Path(output_dir).expanduser().resolve())
     title = f"{bench.title} · {model} · {p.name}" + (f" · limit {limit}" if limit else "")
-    return submit("eval", config.to_dict(), title)
+    args = config.to_dict()
+    if shard_cfg is not None and (shard_cfg.shards > 1 or shard_cfg.executor != "local"):
+        if shard_cfg.slurm_config:
+            shard_cfg.slurm_config = str(Path(shard_cfg.slurm_config).expanduser().resolve())
+        args["shards"] = asdict(shard_cfg)
+        title += f" · {shard_cfg.shards} shards ({shard_cfg.executor})"
+    return submit("eval", args, title)
 
 
 def _get(con: sqlite3.Connection, job_id: int) -> JobInfo:
@@ -621,7 +630,14 @@ def _job_eval(args: dict, ctx: JobContext) -> dict:
 
     if "backend" in args:  # jobs recorded before the sampling engine was named `engine`
         args["engine"] = args.pop("backend")
-    summary = run_eval(EvalConfig(**args), progress=ctx.progress, should_stop=ctx.should_stop, log=ctx.log)
+    shards = args.pop("shards", None)
+    if shards:  # a sharded run: its shards' states are in the run folder's shards.json and its summary
+        from .shards import ShardConfig, run_sharded
+
+        summary = run_sharded(EvalConfig(**args), ShardConfig(**shards), progress=ctx.progress,
+                              should_stop=ctx.should_stop, log=ctx.log)
+    else:
+        summary = run_eval(EvalConfig(**args), progress=ctx.progress, should_stop=ctx.should_stop, log=ctx.log)
     keep = ("benchmark", "model", "preset", "accuracy", "accuracy_stderr", "problems", "samples", "complete", "output_dir")
     return {k: summary.get(k) for k in keep}
 

@@ -116,8 +116,13 @@ def run_shard(spec: dict) -> dict:
     return run_eval(EvalConfig(**spec), log=lambda m: print(m, file=sys.stderr, flush=True))
 
 
-def run_sharded(config: EvalConfig, shards: ShardConfig, *, overwrite: bool = False, log=None) -> dict:
-    """Run (or resume) an evaluation in `shards.shards` shards and merge them; returns the merged summary."""
+def run_sharded(config: EvalConfig, shards: ShardConfig, *, overwrite: bool = False, log=None, progress=None,
+                should_stop=None) -> dict:
+    """Run (or resume) an evaluation in `shards.shards` shards and merge them; returns the merged summary.
+
+    progress(done, total, message) is called about every second with the samples the shards have written;
+    should_stop() is checked as often: when it returns True the shards are stopped (processes terminated, Slurm jobs
+    cancelled) and the merged summary says `"complete": false` (a later run resumes them)."""
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     n = shards.shards
     t0 = time.time()
@@ -166,7 +171,15 @@ def run_sharded(config: EvalConfig, shards: ShardConfig, *, overwrite: bool = Fa
         f"-> {out}/shards")
     if todo:
         run = _run_local if shards.executor == "local" else _run_slurm
-        for k, state in run(todo, shards, out, say).items():
+        total = len(problems) * preset.n
+
+        def tick() -> bool:  # progress from the shards' records; True to stop
+            if progress:
+                done = sum(_count_lines(shard_dir(out, k, n) / RECORDS_FILE) for k in range(n))
+                progress(min(done, total), total, f"{done}/{total} samples in {n} shards")
+            return bool(should_stop and should_stop())
+
+        for k, state in run(todo, shards, out, say, tick).items():
             states[k] = state
             _write_states(out, n, shards.executor, states)
     # merge: every sample of every shard once, in problem order
@@ -212,7 +225,7 @@ def generate_sharded(argv: list[str], output: str, problem_ids: list[str], shard
         todo.append((k, d, {"argv": [*argv, "--output", str(part), "--shard-index", str(k), "--shard-count", str(n)]}))
     say(f"generating in {n} shards (executor {shards.executor}) -> {base}")
     run = _run_local if shards.executor == "local" else _run_slurm
-    states = run(todo, shards, base, say)
+    states = run(todo, shards, base, say, None)
     _write_states(base, n, shards.executor, states)
     rows, seen = [], set()
     from ..io import read_jsonl
@@ -233,6 +246,14 @@ def generate_sharded(argv: list[str], output: str, problem_ids: list[str], shard
     return {"shards": n, "rows": len(rows), "failed": failed, "folder": str(base)}
 
 
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as fh:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    except OSError:
+        return 0
+
+
 def _write_states(out: Path, n: int, executor: str, states: dict[int, str]) -> None:
     write_atomic(out / SHARDS_FILE, json.dumps({"count": n, "executor": executor, "shards": [
         {"index": k, "folder": str(shard_dir(out, k, n)), "state": states[k]} for k in range(n)]}, indent=2) + "\n")
@@ -247,7 +268,7 @@ def _shard_state(d: Path, ok: bool, why: str = "") -> str:
     return f"failed{': ' + why if why else ''}"
 
 
-def _run_local(todo: list, shards: ShardConfig, out: Path, say) -> dict[int, str]:
+def _run_local(todo: list, shards: ShardConfig, out: Path, say, tick=None) -> dict[int, str]:
     """All pending shards at once, as processes on this machine; each writes its log to its folder."""
     procs = []
     for slot, (k, d, spec) in enumerate(todo):
@@ -262,13 +283,23 @@ def _run_local(todo: list, shards: ShardConfig, out: Path, say) -> dict[int, str
         procs.append((k, d, log, subprocess.Popen([sys.executable, "-m", "workbench.eval.shards", str(spec_path)],
                                                   stdout=log, stderr=subprocess.STDOUT, env=env)))
         say(f"  shard {k}: process {procs[-1][3].pid}, log {d / 'shard.log'}")
-    states = {}
+    states: dict[int, str] = {}
     try:
-        for k, d, log, proc in procs:
-            rc = proc.wait()
-            log.close()
-            states[k] = _shard_state(d, rc == 0, f"exit {rc}, see {d / 'shard.log'}")
-            say(f"  shard {k}: {states[k]}")
+        while len(states) < len(procs):
+            if tick and tick():  # stopped: the shards keep their records and resume later
+                for k, _d, log, proc in procs:
+                    if k not in states:
+                        proc.terminate()
+                        proc.wait()
+                        log.close()
+                        states[k] = "cancelled"
+                break
+            for k, d, log, proc in procs:
+                if k not in states and (rc := proc.poll()) is not None:
+                    log.close()
+                    states[k] = _shard_state(d, rc == 0, f"exit {rc}, see {d / 'shard.log'}")
+                    say(f"  shard {k}: {states[k]}")
+            time.sleep(0.5)
     except KeyboardInterrupt:
         for _, _, _, proc in procs:
             proc.terminate()
@@ -276,7 +307,7 @@ def _run_local(todo: list, shards: ShardConfig, out: Path, say) -> dict[int, str
     return states
 
 
-def _run_slurm(todo: list, shards: ShardConfig, out: Path, say) -> dict[int, str]:
+def _run_slurm(todo: list, shards: ShardConfig, out: Path, say, tick=None) -> dict[int, str]:
     """One submitit job per pending shard; waits for them (each job's logs are in OUTPUT/slurm/)."""
     try:
         import submitit
@@ -297,15 +328,25 @@ def _run_slurm(todo: list, shards: ShardConfig, out: Path, say) -> dict[int, str
         write_atomic(d / "shard.json", json.dumps(spec, indent=2) + "\n")
         jobs.append((k, d, executor.submit(run_shard, spec)))
         say(f"  shard {k}: {cfg['cluster']} job {jobs[-1][2].job_id}")
-    states = {}
-    for k, d, job in jobs:
-        try:
-            job.result()
-            states[k] = _shard_state(d, True)
-        except Exception as exc:  # noqa: BLE001 - a failed job is that shard's state, the others go on
-            states[k] = _shard_state(d, False, f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
-                                     if str(exc).strip() else type(exc).__name__)
-        say(f"  shard {k}: {states[k]}")
+    states: dict[int, str] = {}
+    while len(states) < len(jobs):
+        if tick and tick():
+            for k, _d, job in jobs:
+                if k not in states:
+                    job.cancel(check=False)
+                    states[k] = "cancelled"
+            break
+        for k, d, job in jobs:
+            if k in states or not job.done():
+                continue
+            try:
+                job.result()
+                states[k] = _shard_state(d, True)
+            except Exception as exc:  # noqa: BLE001 - a failed job is that shard's state, the others go on
+                why = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else ""
+                states[k] = _shard_state(d, False, f"{type(exc).__name__}: {why}" if why else type(exc).__name__)
+            say(f"  shard {k}: {states[k]}")
+        time.sleep(1.0)
     return states
 
 

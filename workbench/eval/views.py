@@ -334,6 +334,21 @@ def job_records(job) -> list[dict]:
     return records
 
 
+def shard_states(output_dir: str | None) -> list[tuple[int, str]]:
+    """(index, state) of each shard of a sharded run folder, from its shards.json; [] for an unsharded run."""
+    import json
+
+    from .shards import SHARDS_FILE
+
+    if not output_dir:
+        return []
+    try:
+        data = json.loads((Path(output_dir) / SHARDS_FILE).read_text(encoding="utf-8"))
+        return [(int(s["index"]), str(s["state"])) for s in data["shards"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 def job_summary(job) -> dict | None:
     """The summary.json of a job's run folder (None before the run writes one, or when it is unreadable)."""
     from .runner import read_summary
@@ -452,6 +467,14 @@ def summary_markdown(summary: dict | None, job=None, records: list[dict] | None 
     Before a run writes its summary (running, or killed by a cancel), the records graded so far are scored.
     """
     active = job is not None and job.state in ("queued", "running")
+    shards = shard_states(getattr(job, "output_dir", None) or (summary or {}).get("output_dir"))
+    text = _summary_markdown(summary, job, records, active)
+    if shards:
+        text += "  \n**Shards:** " + " · ".join(f"{k}: {_esc(state)}" for k, state in shards)
+    return text
+
+
+def _summary_markdown(summary: dict | None, job, records: list[dict] | None, active: bool) -> str:
     if not summary and records:
         from .runner import summarize
 
