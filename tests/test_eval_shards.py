@@ -167,3 +167,32 @@ def test_sharded_job_in_the_job_system_shows_its_shards(jobs_home, tmp_path, tin
     assert "shards    0: done · 1: done" in capsys.readouterr().out
     text = summary_markdown(job_summary(done), done, None)
     assert "**Shards:** 0: done · 1: done" in text and "8 samples" in text
+
+
+def test_data_parallel_size_is_local_shards_with_their_gpus(tmp_path, tiny_dir, capsys):
+    """--data-parallel-size D: D local shards, each given its own CUDA_VISIBLE_DEVICES (T GPUs with
+    --tensor-parallel-size T); the shard processes themselves get no sharding flag (no shards of shards)."""
+    from workbench.errors import WorkbenchError
+    from workbench.eval.shards import ShardConfig
+
+    cfg = ShardConfig(data_parallel_size=4)
+    assert (cfg.shards, cfg.executor) == (4, "local")
+    assert cfg.with_engine(None).gpus_per_shard == 1 and cfg.with_engine(2).gpus_per_shard == 2
+    with pytest.raises(WorkbenchError, match="data-parallel-size"):
+        ShardConfig(data_parallel_size=2, shards=3)
+    out = tmp_path / "gen.jsonl"
+    assert main(["generate", "--teacher", tiny_dir, "--data", "demo", "--limit", "4", "--max-new-tokens", "8",
+                 "--engine", "transformers", "--output", str(out), "--data-parallel-size", "2"]) == 0
+    assert len(out.read_text().splitlines()) == 4
+    for k in range(2):
+        spec = json.loads((tmp_path / "gen.jsonl.shards" / f"{k}-of-2" / "shard.json").read_text())
+        assert "--data-parallel-size" not in spec["argv"] and spec["argv"][-4:] == [
+            "--shard-index", str(k), "--shard-count", "2"]
+    err = capsys.readouterr().err
+    assert "CUDA_VISIBLE_DEVICES=0," in err and "CUDA_VISIBLE_DEVICES=1," in err
+    run = tmp_path / "run"
+    assert main([*RUN, "--model", tiny_dir, "--data-parallel-size", "2", "--tensor-parallel-size", "2",
+                 "--output", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "CUDA_VISIBLE_DEVICES=0,1," in err and "CUDA_VISIBLE_DEVICES=2,3," in err  # one engine on 2 GPUs each
+    _check_merged(run, 2)

@@ -418,7 +418,7 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
                    help="vLLM only: GPUs that hold one copy of the model (e.g. 4 for a 7B student at 32k tokens)")
 
 
-_SHARD_FLAGS = ("--shards", "--executor", "--gpus-per-shard", "--slurm-config", "--slurm-partition", "--slurm-account",
+_SHARD_FLAGS = ("--shards", "--executor", "--gpus-per-shard", "--data-parallel-size", "--slurm-config", "--slurm-partition", "--slurm-account",
                 "--slurm-gpus", "--slurm-cpus", "--slurm-mem-gb", "--slurm-time", "--slurm-cluster")
 
 
@@ -454,7 +454,8 @@ def cmd_generate(args) -> int:
         from .eval.shards import generate_sharded
 
         argv = _argv_without(sys.argv[1:] if args.argv is None else args.argv, _SHARD_FLAGS + ("--output",))
-        res = generate_sharded(argv, args.output, [p["id"] for p in problems], shards)
+        res = generate_sharded(argv, args.output, [p["id"] for p in problems],
+                               shards.with_engine(args.tensor_parallel_size))
         print(f"{args.output}: {res['rows']} completions merged from {res['shards']} shards ({res['folder']})",
               file=sys.stderr)
         return 1 if res["failed"] else 0

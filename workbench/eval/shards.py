@@ -58,6 +58,9 @@ class ShardConfig:
     gpus_per_shard: int = field(default=0, metadata={
         "help": "local executor: GPUs for each shard, given as CUDA_VISIBLE_DEVICES (vLLM data parallelism inside a "
                 "node: --shards 8 --gpus-per-shard 1 on 8 GPUs; with --tensor-parallel-size T use T)"})
+    data_parallel_size: int | None = field(default=None, metadata={
+        "help": "vLLM data parallelism inside a node: D engines at once, each on its own GPUs (--tensor-parallel-size "
+                "of them, default 1), as D local shards; the same as --shards D --executor local --gpus-per-shard T"})
     slurm_config: str | None = field(default=None, metadata={
         "help": "a YAML file of the Slurm settings below (e.g. recipes/slurm/eval.yaml); flags override it"})
     slurm_partition: str | None = field(default=None, metadata={"help": "Slurm partition"})
@@ -77,6 +80,19 @@ class ShardConfig:
             raise WorkbenchError(f"--executor must be one of {', '.join(EXECUTORS)} (got {self.executor!r})")
         if self.gpus_per_shard < 0:
             raise WorkbenchError(f"--gpus-per-shard must be >= 0 (got {self.gpus_per_shard})")
+        if self.data_parallel_size is not None:
+            if self.data_parallel_size < 1:
+                raise WorkbenchError(f"--data-parallel-size must be >= 1 (got {self.data_parallel_size})")
+            if self.shards not in (1, self.data_parallel_size) or self.executor != "local":
+                raise WorkbenchError("--data-parallel-size D runs D local shards: leave out --shards and --executor "
+                                     "(or use --shards with --gpus-per-shard)")
+            self.shards = self.data_parallel_size
+
+    def with_engine(self, tensor_parallel_size: int | None) -> ShardConfig:
+        """With --data-parallel-size, each shard's GPUs: --tensor-parallel-size of them (1 without)."""
+        if self.data_parallel_size and not self.gpus_per_shard:
+            return replace(self, gpus_per_shard=max(1, int(tensor_parallel_size or 1)))
+        return self
 
     def slurm(self) -> dict:
         """The Slurm settings: the YAML file's, then the flags', then the defaults."""
@@ -124,6 +140,7 @@ def run_sharded(config: EvalConfig, shards: ShardConfig, *, overwrite: bool = Fa
     should_stop() is checked as often: when it returns True the shards are stopped (processes terminated, Slurm jobs
     cancelled) and the merged summary says `"complete": false` (a later run resumes them)."""
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    shards = shards.with_engine(config.tensor_parallel_size)
     n = shards.shards
     t0 = time.time()
     bench, preset, out = resolve(config)
@@ -282,7 +299,8 @@ def _run_local(todo: list, shards: ShardConfig, out: Path, say, tick=None) -> di
         log = (d / "shard.log").open("w", encoding="utf-8")
         procs.append((k, d, log, subprocess.Popen([sys.executable, "-m", "workbench.eval.shards", str(spec_path)],
                                                   stdout=log, stderr=subprocess.STDOUT, env=env)))
-        say(f"  shard {k}: process {procs[-1][3].pid}, log {d / 'shard.log'}")
+        gpus = f", CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}" if shards.gpus_per_shard else ""
+        say(f"  shard {k}: process {procs[-1][3].pid}{gpus}, log {d / 'shard.log'}")
     states: dict[int, str] = {}
     try:
         while len(states) < len(procs):
