@@ -17,7 +17,8 @@ How it is computed (the official code does each of these per completion and over
   sequence of a call shares, then each group's question and solution (a GRPO group) on top of it; the KV caches are
   reused for every member, and unrelated problems are micro-batched together on the shared one;
 - the LM head and log-softmax run only at the scored positions, in chunks, in fp32; no sequence x vocabulary
-  tensor is ever built;
+  tensor is ever built; the logits come from the model's own output path (`_head_logits`), so a family that scales
+  or caps its logits after the head scores as in a full forward;
 - a malformed completion is penalised, never a crash; an empty solution is an error for that item; no NaN or
   inf leaves this module.
 """
@@ -169,13 +170,6 @@ class _Seq:
     group: Any
 
 
-def _output_head(model):
-    head = model.get_output_embeddings()
-    if head is None:
-        raise WorkbenchError(f"{type(model).__name__} has no output embeddings; the reward needs a causal LM")
-    return head
-
-
 def _decoder(model):
     dec = model.get_decoder()
     if dec is None or dec is model:
@@ -187,19 +181,65 @@ def _model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def _softcap(model) -> float | None:
-    return getattr(getattr(model, "config", None), "final_logit_softcapping", None)
+class _GivenHidden(torch.nn.Module):
+    """Stands in for a causal LM's backbone during one call: it returns the hidden states it was given, so that the
+    model's own forward applies its LM head and whatever it does to the logits after it."""
+
+    def __init__(self, hidden: torch.Tensor, backbone: torch.nn.Module):
+        super().__init__()
+        self.hidden = hidden
+        object.__setattr__(self, "_backbone", backbone)  # not a submodule: only read for its attributes
+
+    def __getattr__(self, name: str):  # what a forward reads from its backbone (Falcon-H1: lm_head_multiplier)
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(object.__getattribute__(self, "_backbone"), name)
+
+    def forward(self, *args, **kwargs):
+        from transformers.modeling_outputs import BaseModelOutputWithPast
+
+        return BaseModelOutputWithPast(last_hidden_state=self.hidden)
+
+
+def _decoder_owner(model) -> tuple[torch.nn.Module, str]:
+    """(the causal LM module that holds the decoder, the attribute it holds it in): `model` itself for most causal
+    LMs ("model", or "transformer" for some), the wrapped causal LM of a PEFT model."""
+    dec = _decoder(model)
+    for owner in model.modules():
+        for name, child in owner.named_children():
+            if child is dec:
+                return owner, name
+    raise WorkbenchError(f"{type(model).__name__}: its decoder is not a submodule of it, so the reward cannot run the "
+                         "model's own output layer on the scored positions")
+
+
+def _head_logits(model, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits [n, vocab] (fp32) of hidden states [n, H] through the model's OWN output path: its forward runs with the
+    backbone replaced by the given states, so every family's transformation after the LM head applies as in a full
+    forward (Gemma's soft-capping, Cohere's `logit_scale`, Granite's division by `logits_scaling` and HyperCLOVA X's
+    multiplication by it, Falcon-H1's `lm_head_multiplier`, ...), with no list of them to keep up to date."""
+    owner, name = _decoder_owner(model)
+    real = owner._modules[name]
+    owner._modules[name] = _GivenHidden(hidden[None], real)
+    try:
+        ids = torch.zeros((1, hidden.shape[0]), dtype=torch.long, device=hidden.device)
+        try:
+            out = owner(input_ids=ids, use_cache=False, logits_to_keep=0)
+        except TypeError:  # a forward without logits_to_keep (remote code): it returns every position anyway
+            out = owner(input_ids=ids, use_cache=False)
+    finally:
+        owner._modules[name] = real
+    return out.logits[0].float()
 
 
 def _logprobs_from_hidden(model, hidden: torch.Tensor, target_ids: torch.Tensor, temperature: float,
                           chunk: int) -> torch.Tensor:
-    """log softmax(head(h) / T)[target] at the given hidden states only, chunked, in fp32."""
-    head, cap = _output_head(model), _softcap(model)
+    """log softmax(logits(h) / T)[target] at the given hidden states only, chunked, in fp32; the logits come from the
+    model's own output path (`_head_logits`)."""
     out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
     for a in range(0, hidden.shape[0], chunk):
-        logits = head(hidden[a:a + chunk]).float()
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
+        logits = _head_logits(model, hidden[a:a + chunk])
         logits.div_(temperature)  # in place: a chunk x vocabulary tensor less to allocate (the same numbers)
         out[a:a + chunk] = logits.gather(-1, target_ids[a:a + chunk, None]).squeeze(-1) - torch.logsumexp(logits, -1)
         del logits
@@ -319,7 +359,13 @@ def _run_prefix(model, decoder, ids: list[int], cache, start: int, device):
         kwargs[_cache_kwarg(decoder)] = _repeat_cache(cache, 1, model.config)
         kwargs["position_ids"] = torch.arange(start, len(ids), device=device)[None]
     out = _cache_of(decoder(**kwargs))
-    return out if hasattr(out, "batch_repeat_interleave") else None  # a transformers Cache (not None, not a tuple)
+    if not hasattr(out, "batch_repeat_interleave"):  # not a transformers Cache (None, a legacy tuple)
+        return None
+    # a recurrent layer's state (Mamba-style conv / SSM states of hybrid models such as Falcon-H1) does not continue
+    # a batch of different suffixes: such models run whole sequences
+    if any(hasattr(layer, "conv_states") or hasattr(layer, "recurrent_states") for layer in getattr(out, "layers", ())):
+        return None
+    return out
 
 
 def _end(seq: _Seq) -> int:
