@@ -146,6 +146,10 @@ def test_generate_in_shards_merges_every_completion_once(tmp_path, tiny_dir, exe
     assert [len(p.read_text().splitlines()) for p in parts] == [6, 4]  # problems 0, 2, 4 and 1, 3
     assert main([*gen, "--output", str(out), "--shards", "2", *extra]) == 0  # resumed: nothing new
     assert [json.loads(line) for line in out.read_text().splitlines()] == rows
+    # an unsharded file is never replaced by a merge of shards
+    before = (tmp_path / "plain.jsonl").read_bytes()
+    assert main([*gen, "--output", str(tmp_path / "plain.jsonl"), "--shards", "2", *extra]) == 2
+    assert (tmp_path / "plain.jsonl").read_bytes() == before
 
 
 def test_sharded_job_in_the_job_system_shows_its_shards(jobs_home, tmp_path, tiny_dir, capsys):

@@ -235,6 +235,9 @@ def generate_sharded(argv: list[str], output: str, problem_ids: list[str], shard
                              f"{n_problems}")
     out = Path(output)
     base = out.parent / (out.name + ".shards")
+    if out.is_file() and out.stat().st_size and not base.is_dir():  # merging would replace rows of another run
+        raise WorkbenchError(f"{out} holds completions of an unsharded run; resume it without --shards, or pass "
+                             "another --output")
     todo = []
     for k in range(n):
         d = base / f"{k}-of-{n}"
