@@ -418,10 +418,6 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
                    help="vLLM only: GPUs that hold one copy of the model (e.g. 4 for a 7B student at 32k tokens)")
 
 
-_SHARD_FLAGS = ("--shards", "--executor", "--gpus-per-shard", "--data-parallel-size", "--slurm-config", "--slurm-partition", "--slurm-account",
-                "--slurm-gpus", "--slurm-cpus", "--slurm-mem-gb", "--slurm-time", "--slurm-cluster")
-
-
 def _argv_without(argv: list[str], flags: tuple[str, ...]) -> list[str]:
     """A command line without the given flags and their values (`--flag v` or `--flag=v`)."""
     out, skip = [], False
@@ -451,9 +447,13 @@ def cmd_generate(args) -> int:
 
     shards = ShardConfig(**given(args, ShardConfig))
     if shards.shards > 1 or shards.executor != "local":
+        import dataclasses
+
+        from .cliargs import flag_name
         from .eval.shards import generate_sharded
 
-        argv = _argv_without(sys.argv[1:] if args.argv is None else args.argv, _SHARD_FLAGS + ("--output",))
+        shard_flags = tuple(flag_name(f) for f in dataclasses.fields(ShardConfig))  # the flags the shards must not get
+        argv = _argv_without(sys.argv[1:] if args.argv is None else args.argv, (*shard_flags, "--output"))
         res = generate_sharded(argv, args.output, [p["id"] for p in problems],
                                shards.with_engine(args.tensor_parallel_size))
         print(f"{args.output}: {res['rows']} completions merged from {res['shards']} shards ({res['folder']})",
