@@ -172,7 +172,7 @@ def test_one_click_loads_the_workbench_teacher_before_and_after_rl_with_its_reco
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     ctx = _ctx(tmp_path, folders=[elsewhere.resolve()])  # the recorded run is the project's, not a user's file
-    new, table, picker, _, _, line, status = data_panel.on_load_teacher(ctx, T, S, "base")
+    new, table, picker, _, _, line, steps, src, status = data_panel.on_load_teacher(ctx, T, S, "base")
     assert len(new) == 32 and set(new[0]["sources"]) == {"before", "after"} and picker["value"] == new[0]["id"]
     assert "Teacher before RL" in line
     note = data_panel.on_data_note(ctx, new, S)

@@ -243,11 +243,11 @@ def test_load_and_join_respect_the_allowed_folders(tmp_path, monkeypatch):
     secret.write_text('{"question": "secret", "solution": "s"}\n', encoding="utf-8")
     ctx = _ctx(tmp_path, folders=[allowed.resolve()])
     out = data_panel.on_load(ctx, str(good), None, T, S, "base")
-    new, table, picker, _, _, line, status = out
+    new, table, picker, _, _, line, steps, src, status = out
     assert [p["id"] for p in new] == ["q1"] and list(table["id"]) == ["q1"] and picker["value"] == "q1"
     assert line == status and "1 problems from" in line
     out = data_panel.on_load(ctx, str(secret), None, T, S, "base")
-    assert len(out) == 7 and "not in a folder this app may read" in out[-1] and warnings
+    assert len(out) == 9 and "not in a folder this app may read" in out[-1] and warnings
     assert "choose a file" in data_panel.on_join(ctx, ctx.problems, None, "", T, S, "base")[-1]
     refused = data_panel.on_join(ctx, ctx.problems, str(secret), "", T, S, "base")[-1]
     assert "not in a folder this app may read" in refused

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.slow
 RECIPE = str(Path(__file__).resolve().parents[1] / "recipes" / "cpu" / "teacher_rlt.yaml")
 ARGS = ["max_steps=2", "num_generations=2", "per_device_train_batch_size=2", "gradient_accumulation_steps=1",
         "max_completion_length=24", "max_samples=4", "eval_split=null", "save_steps=1", "report_to=none",
-        "ref_model_sync_steps=1", "log_token_details=true", "learning_rate=1e-2"]
+        "ref_model_sync_steps=1", "log_token_details=true", "learning_rate=1e-2",
+        "log_completions=true"]  # TRL's own log too: completions/completions_{step:05d}.parquet
 REQUIRED = ("step", "reward", "r_ss", "r_kl", "format_penalty_rate", "completion_length", "kl", "lr")
 
 
@@ -102,6 +103,39 @@ def test_logged_reward_equals_workbench_score(run, tmp_path, tiny_dir, step, tea
         stale = _score(rows, tmp_path / "stale", tiny_dir, tiny_dir)
         print("step 2, r_kl under the initial teacher minus logged:", [s["r_kl"] - r["r_kl"] for s, r in zip(stale, rows)])
         assert max(abs(s["r_kl"] - r["r_kl"]) for s, r in zip(stale, rows)) > 0.05
+
+
+def test_trls_completions_log_reads_as_the_workbenchs(run, tmp_path, tiny_dir, capsys):
+    """GRPOTrainer's completions/*.parquet (prompt text, completion, `rlt`, r_ss, r_kl, advantage) read back: the
+    question and solution recovered from its prompts, its samples and rewards those of our completions.jsonl; the
+    app's loader and `workbench score` take the run folder."""
+    from workbench import runlog
+
+    assert sorted(p.name for p in (run / "completions").iterdir()) == ["completions_00001.parquet",
+                                                                        "completions_00002.parquet"]
+    ours = _jsonl(run / "completions.jsonl")
+    trl = runlog.read_run_log(run)
+    assert trl.kind == "trl" and trl.steps == [1, 2] and not trl.skipped and len(trl.samples) == len(ours) == 4
+    for mine, theirs in zip(ours, trl.samples):
+        assert (theirs["step"], theirs["question"], theirs["solution"], theirs["completion"]) == (
+            mine["step"], mine["question"], mine["solution"], mine["completion"])
+        for k in ("reward", "r_ss", "r_kl"):
+            assert theirs["logged"][k] == pytest.approx(mine[k], abs=1e-4)
+        assert abs(theirs["logged"]["advantage"]) == pytest.approx(1 / 2 ** 0.5, abs=1e-3)  # a group of two
+    own = runlog.read_run_log(run / "completions.jsonl")
+    assert own.kind == "workbench" and [s["completion_ids"] for s in own.samples] == [r["completion_ids"] for r in ours]
+    # `workbench score` on the run folder at step 2 = on a file of the same rows written by hand
+    rows = [r for r in ours if r["step"] == 2]
+    hand = tmp_path / "hand.jsonl"
+    hand.write_text("".join(json.dumps({k: r[k] for k in ("question", "solution", "completion")}) + "\n" for r in rows))
+    flags = ["--teacher", str(run / "checkpoint-1"), "--student", tiny_dir, "--device", "cpu"]
+    assert main(["score", "--input", str(run), "--steps", "2", "--output", str(tmp_path / "a.jsonl"), *flags]) == 0
+    assert "TRL's completions log: 4 samples, steps 1–2" in capsys.readouterr().err
+    assert main(["score", "--input", str(hand), "--output", str(tmp_path / "b.jsonl"), *flags]) == 0
+    a, b = _jsonl(tmp_path / "a.jsonl"), _jsonl(tmp_path / "b.jsonl")
+    assert [r["step"] for r in a] == [2, 2] and [r["id"] for r in a] == [s["id"] for s in runlog.score_rows(trl, [2])]
+    assert [r["logged_reward"] for r in a] == pytest.approx([r["reward"] for r in rows], abs=1e-4)
+    assert [r["reward"] for r in a] == pytest.approx([r["reward"] for r in b], abs=1e-6)
 
 
 def _ref_weights(checkpoint: Path) -> dict:

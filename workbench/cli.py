@@ -70,14 +70,40 @@ def build_scorer(args):
     return RLTScorer(teacher, student, tokenizer, config, student_tokenizer=student_tok)
 
 
+def read_inputs(args) -> tuple[list, bool]:
+    """The rows of `--input` (the one data reader), or, for a training run's completions log (a run folder, TRL's
+    completions/*.parquet, a completions.jsonl; see workbench.runlog), its samples at `--steps` with the question
+    and solution recovered from TRL's prompts (the run's tokenizer, else --teacher's; the run's recipe, else the
+    command's reward configuration). Returns (rows, whether the input is a run log)."""
+    from . import runlog
+    from .io import Row, read_rows
+
+    found = runlog.find_run_log(args.input)
+    if found is None:
+        if args.steps is not None:
+            raise WorkbenchError(f"--steps: {args.input} is not a training run's completions log")
+        return read_rows(args.input), False
+    from .models import load_tokenizer
+
+    kind, _, run = found
+    config = None if run is not None and (run / "recipe.yaml").is_file() else reward_config_from_args(args)
+    log = runlog.read_run_log(args.input, config=config,
+                              fallback_tokenizer=load_tokenizer(args.teacher) if kind == "trl" else None)
+    steps = runlog.parse_steps(args.steps, log.steps)
+    print(f"{args.input}: {log.note()}; using {'all steps' if args.steps is None else 'steps ' + ', '.join(map(str, steps))}",
+          file=sys.stderr)
+    rows = [Row(f"sample {r['id']}", r) for r in runlog.score_rows(log, steps)]
+    return rows + [Row(msg.split(": ", 1)[0], error=msg) for msg in log.skipped], True
+
+
 def cmd_score(args) -> int:
     """Score a JSONL file of (question, solution, completion|explanation) with the RLT reward."""
     from tqdm.auto import tqdm
 
-    from .io import check_output, read_rows, write_jsonl_atomic
+    from .io import check_output, write_jsonl_atomic
 
     check_output(args.output, inputs=[args.input])
-    rows = read_rows(args.input)
+    rows, is_log = read_inputs(args)
     if not any(r.ok for r in rows):
         raise WorkbenchError(f"no usable line in {args.input}; first problem: {rows[0].error}")
     scorer = build_scorer(args)
@@ -92,8 +118,10 @@ def cmd_score(args) -> int:
     with tqdm(total=len(pending), desc="scoring", unit="completion", file=sys.stderr) as bar:
         for a in range(0, len(pending), chunk):
             part = pending[a:a + chunk]
-            for (k, _), res in zip(part, scorer.score([obj for _, obj in part])):
+            for (k, obj), res in zip(part, scorer.score([obj for _, obj in part])):
                 out[k] = res.to_dict()
+                if is_log:  # which step sampled it, and the reward the run logged for it (its policy as teacher)
+                    out[k].update({"step": obj["step"], "logged_reward": obj["logged_reward"]})
             bar.update(len(part))
     if args.attribute == "steps":
         from .rewards import attribute_steps
@@ -475,10 +503,10 @@ def cmd_generate(args) -> int:
 def cmd_rank(args) -> int:
     """Score every explanation with the RLT reward and keep the best per problem."""
     from .distill import rank_explanations
-    from .io import check_output, read_rows, write_jsonl_atomic
+    from .io import check_output, write_jsonl_atomic
 
     check_output(args.output, inputs=[args.input])
-    table = read_rows(args.input)
+    table, _ = read_inputs(args)
     rows, bad = [r.data for r in table if r.ok], [r.error for r in table if not r.ok]
     if not rows:
         raise WorkbenchError(f"{args.input}: no usable line" + (f"; first problem: {bad[0]}" if bad else ""))
@@ -581,8 +609,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("score", help="score completions with the RLT reward (per-token detail)")
-    p.add_argument("--input", required=True, help="JSONL: question, solution, completion (raw) or explanation (body), id")
+    p.add_argument("--input", required=True, help="JSONL: question, solution, completion (raw) or explanation (body), "
+                   "id; or a training run's completions log (see --steps)")
     p.add_argument("--output", required=True, help="JSONL written atomically, one row per input line, same order")
+    p.add_argument("--steps", help="with a training run's completions log as --input (a run folder, TRL's "
+                   "completions/*.parquet, completions.jsonl): which logged steps, e.g. 40, 10-20, first,last "
+                   "(default: all)")
     p.add_argument("--attribute", choices=["steps"], default=None,
                    help="steps: add `steps` to each line, each step's contribution (reward and r_ss of the whole "
                         "explanation minus the same without that step; steps are the paragraphs)")
@@ -618,8 +650,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("rank", help="score explanations with the RLT reward and keep the best per problem")
-    p.add_argument("--input", required=True, help="JSONL from `workbench generate` (question, solution, completion)")
+    p.add_argument("--input", required=True, help="JSONL from `workbench generate` (question, solution, completion), "
+                   "or a training run's completions log (see --steps)")
     p.add_argument("--output", required=True, help="JSONL: the best explanation(s) per problem with reward components")
+    p.add_argument("--steps", help="with a training run's completions log as --input (a run folder, TRL's "
+                   "completions/*.parquet, completions.jsonl): which logged steps, e.g. 40, 10-20, first,last "
+                   "(default: all)")
     p.add_argument("--keep", type=int, default=1, help="explanations kept per problem, best first (default: %(default)s)")
     _add_model_args(p)
     p.set_defaults(func=cmd_rank)

@@ -357,9 +357,25 @@ def trained_teacher_report(run: str | Path | None = None, limit: int | None = No
     return Loaded(items[:limit] if limit else items, skipped, str(folder)).require("problem")
 
 
+def run_log_report(spec: str | Path, steps: str | None = None, limit: int | None = None, per_step: int | None = None,
+                   tokenizer=None, log=None) -> tuple[Loaded, object]:
+    """Problems from a training run's completions log (TRL's `completions/*.parquet` or the workbench's
+    `completions.jsonl`; see workbench.runlog): those sampled at `steps` ("first,last", "12", "10-20", None: all),
+    at most `per_step` samples of each, one source per step and sample ("step 12", "step 12 #2"). `tokenizer`
+    reads TRL's prompts when the run saved none; `log`: the RunLog when already read. Returns (Loaded, the RunLog)."""
+    from . import runlog
+
+    log = log or runlog.read_run_log(spec, fallback_tokenizer=tokenizer)
+    chosen = runlog.parse_steps(steps, log.steps)
+    items = runlog.problems_at(log, chosen, per_step)
+    return Loaded(items[:limit] if limit else items, list(log.skipped), str(spec)).require("problem"), log
+
+
 def load_problems_report(spec: str | None = None, limit: int | None = None) -> Loaded:
     """The app / generate view: problems from "demo" (or None), "cpu-teacher" (the workbench's own teacher before
     and after RL training, recorded under results/cpu/), a file, a folder or a hub id, with skipped rows.
+    A training run's completions log (a run folder, its completions/ folder, a completions_*.parquet or
+    completions.jsonl) gives every logged step's samples (see `run_log_report` to choose steps).
 
     Sources: "r1" (a reasoning trace or a Stratos thought) and "rlt" (an `rlt_explanation` column).
     """
@@ -368,6 +384,10 @@ def load_problems_report(spec: str | None = None, limit: int | None = None) -> L
         return Loaded(problems[:limit] if limit else problems, [], "the demo set")
     if str(spec).strip() == TRAINED_TEACHER:
         return trained_teacher_report(limit=limit)
+    from .runlog import is_run_log
+
+    if is_run_log(os.path.expanduser(str(spec).strip())):
+        return run_log_report(os.path.expanduser(str(spec).strip()), limit=limit)[0]
     loaded = normalize_rows(load_rows(spec, limit=limit), normalize_problem)
     out = []
     stem = Path(loaded.origin).stem if not is_hub_id(loaded.origin) else loaded.origin.split("/")[-1]

@@ -24,7 +24,10 @@ def _error_md(message: str) -> str:
 
 def _status_md(problems: list[dict], origin: str, teacher: str, student: str, note: str = "") -> str:
     counts = {s: sum(1 for p in problems if s in p["sources"]) for s in compare.source_names(problems)}
-    srcs = ", ".join(f"{compare.source_label(s)} ({n})" for s, n in counts.items()) or "none"
+    shown = list(counts.items())
+    srcs = ", ".join(f"{compare.source_label(s)} ({n})" for s, n in shown[:8]) or "none"
+    if len(shown) > 8:
+        srcs += f", … ({len(shown)} sources)"
     extra = f" · {note}" if note else ""
     return (f"**Data:** {len(problems)} problems from {html.escape(origin)} · explanation sources: {html.escape(srcs)}"
             f" · teacher `{teacher}` · student `{student}`{extra}")

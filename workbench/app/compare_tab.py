@@ -121,7 +121,13 @@ def column_notes(p: dict, source: str) -> str:
     meta = p.get("meta") or {}
     out = []
     recorded = (meta.get("recorded") or {}).get(source)
-    if isinstance(recorded, (int, float)):
+    logged = (meta.get("logged") or {}).get(source)
+    if logged:  # a training run's completions log: what the run logged with this sample
+        nums = " · ".join(f"{k} {viz.fmt(logged[k])}" for k in ("reward", "advantage", "r_ss", "r_kl")
+                          if isinstance(logged.get(k), (int, float)))
+        out.append(f"logged in training at step {logged.get('step', '?')}: {nums} (that step's policy as teacher, "
+                   "the run's reward configuration)")
+    elif isinstance(recorded, (int, float)):
         out.append(f"recorded in training: reward {viz.fmt(recorded)} (the trained teacher, the run's reward "
                    "configuration)")
     info = (meta.get("generated") or {}).get(source)
@@ -145,6 +151,18 @@ def data_note(problems, student_name: str | None = None) -> str:
                 "project to show the two styles (RLT-style explanations, R1-style traces), not outputs of the "
                 "paper's models. That the R1-style traces often score higher here is a fact about this small "
                 "judge, not a result about RLT. For real generations, press the button on the right.")
+    elif any((p.get("meta") or {}).get("logged") for p in problems):
+        per_step: dict[int, list[float]] = {}
+        for p in problems:
+            for v in ((p.get("meta") or {}).get("logged") or {}).values():
+                if isinstance(v.get("reward"), (int, float)):
+                    per_step.setdefault(v["step"], []).append(v["reward"])
+        nums = "; ".join(f"step {s}: mean logged reward {viz.fmt(sum(v) / len(v))} over {len(v)} samples"
+                         for s, v in sorted(per_step.items()))
+        what = ("**About these texts.** Samples a training run logged (its completions log), a column per step and "
+                f"sample. {nums}. A logged reward was computed with that step's policy as teacher and the run's "
+                "reward configuration; a score here uses the app's teacher and reward configuration (load the run's "
+                "folder in “Data and models” as the reward configuration to use its own).")
     elif any(r for r in recorded):
         mean = {}
         for s in ("before", "after"):
@@ -407,6 +425,10 @@ def layout(ctx: AppContext) -> None:
             ui.teacher_btn = gr.Button("Load the workbench's own teacher before and after RL training (recorded "
                                        "on a 2-core CPU)", scale=1, min_width=200, size="sm",
                                        elem_id="wb-load-cpu-teacher")
+        ui.step_dd = gr.Dropdown(ctx.run_steps or [], value=ctx.run_chosen or [], multiselect=True,
+                                 visible=bool(ctx.run_steps), elem_id="wb-steps",
+                                 label="Training steps (the run's completions log): their samples, a column per step "
+                                       "and sample")
         with gr.Row():
             ui.search = gr.Textbox(label="Search", placeholder="text, or a regular expression", scale=3,
                                    elem_id="wb-search")

@@ -53,6 +53,8 @@ class AppContext:
     # session hash -> the problem its Compare columns show (a stream writes into the columns only while it is shown)
     viewing: dict[str, str] = field(default_factory=dict)
     reward_source: str | None = None  # where the reward configuration came from (a recipe, a run folder); None: defaults
+    run_steps: list[int] | None = None  # the start data is a training run's completions log: its logged steps
+    run_chosen: list[int] | None = None  # ... and the steps shown at the start
     ui: UI = field(default_factory=UI)
 
     def confined(self, spec) -> None:
@@ -89,6 +91,29 @@ class AppContext:
         self.reward_source = source
 
 
+RUN_STEPS = "first,last"  # a training run's completions log opens on its first and last logged step
+
+
+def load_data(spec: str | None, limit: int | None = None, steps=None, tokenizer=None):
+    """(Loaded, the log's steps, the steps shown) for the data spec of the app: a training run's completions log
+    (see workbench.runlog) gives the samples of `steps` (a list, or text such as "first,last": RUN_STEPS by default),
+    as many samples per step as there are columns; any other spec gives (Loaded, None, None)."""
+    from workbench import runlog
+
+    from .common import MAX_SOURCES
+
+    text = os.path.expanduser((spec or "").strip())
+    if not text or text in ("demo", data.TRAINED_TEACHER) or not runlog.is_run_log(text):
+        return data.load_problems_report(spec, limit), None, None
+    if isinstance(steps, (list, tuple)):
+        steps = ",".join(str(s) for s in steps) if steps else None
+    log = runlog.read_run_log(text, fallback_tokenizer=tokenizer)
+    chosen = runlog.parse_steps(steps or RUN_STEPS, log.steps)
+    loaded, _ = data.run_log_report(text, chosen and ",".join(map(str, chosen)), limit,
+                                    per_step=max(1, MAX_SOURCES // max(1, len(chosen))), log=log)
+    return loaded, log.steps, chosen
+
+
 def make_context(problems: list[dict] | None = None, *, data_spec: str | None = None, teacher: str = DEFAULT_MODEL,
                  student: str = DEFAULT_MODEL, models: compare.SharedModels | None = None, max_new_tokens: int = 256,
                  limit: int | None = None, export_dir: str | None = None,
@@ -100,25 +125,28 @@ def make_context(problems: list[dict] | None = None, *, data_spec: str | None = 
     folders = allowed_folders(allow_dirs)
     operator_files = (Path(os.path.expanduser(data_spec.strip())).resolve(),) if (data_spec or "").strip() else ()
     export_dir = export_dir or tempfile.mkdtemp(prefix="rlt-workbench-")
-    origin, start_error = data_spec or "the demo set", None
+    origin, start_error, tok_error = data_spec or "the demo set", None, None
+    run_steps = run_chosen = None
+    try:
+        tokenizer0 = models.tokenizer(teacher)
+    except WorkbenchError as exc:
+        tokenizer0, tok_error = None, str(exc)
     if problems is None:
         try:
-            loaded = data.load_problems_report(data_spec, limit)
+            loaded, run_steps, run_chosen = load_data(data_spec, limit, tokenizer=tokenizer0)
             problems = loaded.items
             if loaded.skipped:
                 start_error = loaded.note()
         except WorkbenchError as exc:
             start_error = str(exc)
             problems, origin = data.demo_problems(), "the demo set"
-    try:
-        tokenizer0 = models.tokenizer(teacher)
-    except WorkbenchError as exc:
-        tokenizer0 = None
-        start_error = (start_error + "\n" if start_error else "") + str(exc)
+    if tok_error:
+        start_error = (start_error + "\n" if start_error else "") + tok_error
     return AppContext(models=models, teacher=teacher, student=student, max_new_tokens=max_new_tokens, limit=limit,
                       export_dir=export_dir, folders=folders, operator_files=operator_files, problems=problems,
                       data_spec=data_spec, origin=origin, start_error=start_error, tokenizer0=tokenizer0,
-                      reward_source=getattr(models, "reward_source", None))
+                      reward_source=getattr(models, "reward_source", None), run_steps=run_steps,
+                      run_chosen=run_chosen)
 
 
 def bind(ctx: AppContext, fn):

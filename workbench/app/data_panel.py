@@ -21,31 +21,44 @@ from workbench.errors import WorkbenchError
 from . import compare_tab, heatmap_tab
 from .common import MODEL_QUEUE, _error_md, _status_md, _toast, reward_config_line
 from .compare_tab import metric_choices, table_df
-from .context import AppContext, bind
+from .context import AppContext, bind, load_data
 
 # ---------------------------------------------------------------------------------------------- handlers
 
 
-def on_load(ctx: AppContext, spec, upload, teacher_name, student_name, base):
-    """Load problems: (problems, table, problem picker, metric filter, sort, status line, status)."""
+def on_load(ctx: AppContext, spec, upload, teacher_name, student_name, base, steps=None):
+    """Load problems: (problems, table, problem picker, metric filter, sort, status line, step picker, the source
+    loaded, status). A training run's completions log shows the samples of `steps` (default: its first and last
+    logged step) and the step picker; any other data hides it."""
     src = upload if upload else ((spec or "").strip() or "demo")
     try:
         if src != data.TRAINED_TEACHER:  # the recorded run of the project itself, not a file of the user's
             ctx.confined(src)
-        report = data.load_problems_report(src, ctx.limit)
+        report, run_steps, chosen = load_data(src, ctx.limit, steps, tokenizer=ctx.tok(teacher_name))
     except WorkbenchError as exc:
         gr.Warning(_toast(exc), duration=15)
-        return [gr.skip()] * 6 + [base + "\n\n" + _error_md(str(exc))]
+        return [gr.skip()] * 8 + [base + "\n\n" + _error_md(str(exc))]
     new = report.items
     if report.skipped:  # bad rows are skipped, not fatal: say which
         gr.Warning(_toast(report.note()), duration=15)
     name = Path(src).name if upload else src
     choices = [p["id"] for p in new]
-    line = _status_md(new, name, teacher_name, student_name, html.escape(report.note()))
+    note = report.note()
+    if run_steps:
+        note = (f"training run's samples at step {', '.join(map(str, chosen))} (of {len(run_steps)} logged; pick "
+                "others under Training steps)" + (f"; {note}" if note else ""))
+    line = _status_md(new, name, teacher_name, student_name, html.escape(note))
+    step_update = (gr.update(choices=run_steps, value=chosen, visible=True) if run_steps
+                   else gr.update(choices=[], value=[], visible=False))
     return (new, table_df(ctx, new, teacher_name, student_name),
             gr.update(choices=choices, value=choices[0] if choices else None),
             gr.update(choices=metric_choices(new), value=None),
-            gr.update(choices=["id"] + metric_choices(new), value=None), line, line)
+            gr.update(choices=["id"] + metric_choices(new), value=None), line, step_update, src, line)
+
+
+def on_steps(ctx: AppContext, src, steps, teacher_name, student_name, base):
+    """Other steps of the loaded run's completions log: on_load's outputs."""
+    return on_load(ctx, src, None, teacher_name, student_name, base, list(steps or []))
 
 
 def on_load_teacher(ctx: AppContext, teacher_name, student_name, base):
@@ -117,7 +130,9 @@ def layout(ctx: AppContext) -> None:
     with gr.Accordion("Data and models", open=False):
         with gr.Row():
             ui.data_box = gr.Textbox(label="Problems: 'demo', 'cpu-teacher' (our teacher before / after RL), a file "
-                                     "path or a hub id", value=ctx.data_spec or "demo", scale=3)
+                                     "path, a hub id, or a training run's folder (its completions log)",
+                                     value=ctx.data_spec or "demo", scale=3)
+            ui.loaded_src = gr.State(ctx.data_spec or "demo")  # what the problems came from (the step picker rereads it)
             ui.data_file = gr.File(label="…or upload a problem file (.jsonl .json .parquet .csv)",
                                    file_types=list(data.TABLE_SUFFIXES), scale=2, elem_id="wb-data-file", height=110)
             ui.load_btn = gr.Button("Load problems", scale=1, elem_id="wb-load")
@@ -149,10 +164,14 @@ def wire(ctx: AppContext) -> None:
     view_in, view_out = compare_tab.view_inputs(ui), compare_tab.view_outputs(ui)
     hm_sync = heatmap_tab.picker_sync(ctx)
 
-    load_out = [ui.problems_state, ui.table, ui.problem_dd, ui.metric_dd, ui.sort_dd, ui.status_base, ui.status]
+    load_out = [ui.problems_state, ui.table, ui.problem_dd, ui.metric_dd, ui.sort_dd, ui.status_base, ui.step_dd,
+                ui.loaded_src, ui.status]
     note_ = bind(ctx, on_data_note), [ui.problems_state, ui.student_box], ui.data_note
     ui.load_btn.click(bind(ctx, on_load), [ui.data_box, ui.data_file, ui.teacher_box, ui.student_box, ui.status_base],
                       load_out).then(
+        on_view_, view_in, view_out).then(*hm_sync).then(on_charts_, *compare_tab.chart_io(ui)).then(*note_)
+    ui.step_dd.input(bind(ctx, on_steps), [ui.loaded_src, ui.step_dd, ui.teacher_box, ui.student_box, ui.status_base],
+                     load_out).then(
         on_view_, view_in, view_out).then(*hm_sync).then(on_charts_, *compare_tab.chart_io(ui)).then(*note_)
     ui.teacher_btn.click(bind(ctx, on_load_teacher), [ui.teacher_box, ui.student_box, ui.status_base], load_out).then(
         lambda: data.TRAINED_TEACHER, None, ui.data_box).then(
