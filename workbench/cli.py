@@ -687,7 +687,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s; 0.0.0.0 exposes it)")
     p.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
     p.add_argument("--data", default="demo", help="problems: 'demo', a JSONL/JSON/Parquet/CSV file (Bespoke-Stratos "
-                   "or question/solution/reasoning_trace columns) or a hub id (default: %(default)s)")
+                   "or question/solution/reasoning_trace columns), a hub id, or a training run's folder (its completions log, "
+                   "with a step picker) (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="load at most this many problems")
     p.add_argument("--teacher", default="smollm2-135m", help="teacher: alias, local folder or hub id (default: %(default)s)")
     p.add_argument("--student", default="smollm2-135m", help="student: alias, local folder or hub id (default: %(default)s)")

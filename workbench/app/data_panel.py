@@ -45,8 +45,9 @@ def on_load(ctx: AppContext, spec, upload, teacher_name, student_name, base, ste
     choices = [p["id"] for p in new]
     note = report.note()
     if run_steps:
-        note = (f"training run's samples at step {', '.join(map(str, chosen))} (of {len(run_steps)} logged; pick "
-                "others under Training steps)" + (f"; {note}" if note else ""))
+        at = f"step {chosen[0]}" if len(chosen) == 1 else f"steps {', '.join(map(str, chosen[:-1]))} and {chosen[-1]}"
+        note = (f"training run's samples at {at} (of {len(run_steps)} logged; pick others under Training steps)"
+                + (f"; {note}" if note else ""))
     line = _status_md(new, name, teacher_name, student_name, html.escape(note))
     step_update = (gr.update(choices=run_steps, value=chosen, visible=True) if run_steps
                    else gr.update(choices=[], value=[], visible=False))
