@@ -196,6 +196,7 @@ def test_the_app_opens_a_run_log_with_a_step_picker(tmp_path, smol_tok):
     _trl_log(run, smol_tok, RewardConfig(), steps=(1, 2, 3, 4), group=4)
     smol_tok.save_pretrained(run)
     ctx = make_context(data_spec=str(run), models=SharedModels(), allow_dirs=[str(tmp_path)])
+    assert data_panel.run_note(ctx.run_steps, ctx.run_chosen).startswith("training run's samples at steps 1 and 4 (of 4")
     assert ctx.run_steps == [1, 2, 3, 4] and ctx.run_chosen == [1, 4] and ctx.start_error is None
     # two steps: three samples of each fit the six columns; the question sampled at both is one problem, its
     # explanations at the first and the last step side by side
@@ -209,7 +210,7 @@ def test_the_app_opens_a_run_log_with_a_step_picker(tmp_path, smol_tok):
     view = compare_tab.on_view(ctx, problems, problems[0]["id"], 0.5, "smollm2-135m", "smollm2-135m")
     heads = [v for v in view if isinstance(v, str) and v.startswith("### ")]
     assert "logged in training at step 3: reward −4.000 · advantage −0.700" in heads[2]  # 0: the problem
-    assert "step 3: mean logged reward −4.500 over 4 samples" in compare_tab.data_note(problems)
+    assert "step 3: mean logged reward −4.500 over the 4 samples shown" in compare_tab.data_note(problems)
     choices = heatmap_tab.hm_choices(ctx, problems, problems[0]["id"])
     assert [c[1] for c in choices[0]["choices"]][:4] == ["step 3", "step 3 #2", "step 3 #3", "step 3 #4"]
     hidden = data_panel.on_load(ctx, "demo", None, "smollm2-135m", "smollm2-135m", "base")[6]

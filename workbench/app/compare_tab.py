@@ -157,7 +157,7 @@ def data_note(problems, student_name: str | None = None) -> str:
             for v in ((p.get("meta") or {}).get("logged") or {}).values():
                 if isinstance(v.get("reward"), (int, float)):
                     per_step.setdefault(v["step"], []).append(v["reward"])
-        nums = "; ".join(f"step {s}: mean logged reward {viz.fmt(sum(v) / len(v))} over {len(v)} samples"
+        nums = "; ".join(f"step {s}: mean logged reward {viz.fmt(sum(v) / len(v))} over the {len(v)} samples shown"
                          for s, v in sorted(per_step.items()))
         what = ("**About these texts.** Samples a training run logged (its completions log), a column per step and "
                 f"sample. {nums}. A logged reward was computed with that step's policy as teacher and the run's "

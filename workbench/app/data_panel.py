@@ -45,9 +45,7 @@ def on_load(ctx: AppContext, spec, upload, teacher_name, student_name, base, ste
     choices = [p["id"] for p in new]
     note = report.note()
     if run_steps:
-        at = f"step {chosen[0]}" if len(chosen) == 1 else f"steps {', '.join(map(str, chosen[:-1]))} and {chosen[-1]}"
-        note = (f"training run's samples at {at} (of {len(run_steps)} logged; pick others under Training steps)"
-                + (f"; {note}" if note else ""))
+        note = run_note(run_steps, chosen) + (f"; {note}" if note else "")
     line = _status_md(new, name, teacher_name, student_name, html.escape(note))
     step_update = (gr.update(choices=run_steps, value=chosen, visible=True) if run_steps
                    else gr.update(choices=[], value=[], visible=False))
@@ -55,6 +53,12 @@ def on_load(ctx: AppContext, spec, upload, teacher_name, student_name, base, ste
             gr.update(choices=choices, value=choices[0] if choices else None),
             gr.update(choices=metric_choices(new), value=None),
             gr.update(choices=["id"] + metric_choices(new), value=None), line, step_update, src, line)
+
+
+def run_note(run_steps: list[int], chosen: list[int]) -> str:
+    """The status line's note for a training run's completions log: the steps shown, of how many."""
+    at = f"step {chosen[0]}" if len(chosen) == 1 else f"steps {', '.join(map(str, chosen[:-1]))} and {chosen[-1]}"
+    return f"training run's samples at {at} (of {len(run_steps)} logged; pick others under Training steps)"
 
 
 def on_steps(ctx: AppContext, src, steps, teacher_name, student_name, base):

@@ -274,13 +274,15 @@ def layout(ctx: AppContext) -> None:
         ui.ev_idx = gr.State(None)  # the index of the sample shown in the drill-down
 
 
+POLL_INPUTS = ("ev_sig", "ev_job", "ev_show", "ev_idx", "ev_runs", "ev_metric", "ev_grader", "ev_msg")
+POLL_OUTPUTS = ("ev_sig", "ev_msg", "ev_jobs", "ev_job", "ev_detail", "ev_cancel", "ev_resume", "ev_log", "ev_summary",
+                "ev_records", "ev_idx", "ev_sample", "ev_runs", "ev_metric", "ev_chart", "ev_runs_table", "ev_timer")
+
+
 def poll_io(ctx: AppContext) -> tuple[list, list]:
     """(inputs, outputs) of the polling handlers (ev_refresh, ev_select, ev_filter, ev_open)."""
     ui = ctx.ui
-    return ([ui.ev_sig, ui.ev_job, ui.ev_show, ui.ev_idx, ui.ev_runs, ui.ev_metric, ui.ev_grader, ui.ev_msg],
-            [ui.ev_sig, ui.ev_msg, ui.ev_jobs, ui.ev_job, ui.ev_detail, ui.ev_cancel, ui.ev_resume, ui.ev_log,
-             ui.ev_summary, ui.ev_records, ui.ev_idx, ui.ev_sample, ui.ev_runs, ui.ev_metric, ui.ev_chart,
-             ui.ev_runs_table, ui.ev_timer])
+    return [getattr(ui, n) for n in POLL_INPUTS], [getattr(ui, n) for n in POLL_OUTPUTS]
 
 
 def wire(ctx: AppContext) -> None:

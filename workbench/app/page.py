@@ -76,7 +76,7 @@ def open_heatmap(ctx: AppContext, start_tab, problems, pid, source, text, st, te
 def open_evaluate(ctx: AppContext, start_tab, *inputs):
     """After a link opened the Evaluate tab: read the jobs and start the poll, as selecting the tab does."""
     if start_tab != "evaluate":
-        return {}
+        return [gr.skip()] * len(evaluate_tab.POLL_OUTPUTS)  # one per output (Gradio 6 refuses an empty dict)
     return evaluate_tab.ev_open(ctx, *inputs)
 
 
@@ -92,7 +92,10 @@ def build_app(problems: list[dict] | None = None, *, data_spec: str | None = Non
     ctx = make_context(problems, data_spec=data_spec, teacher=teacher, student=student, models=models,
                        max_new_tokens=max_new_tokens, limit=limit, export_dir=export_dir, allow_dirs=allow_dirs)
     ui = ctx.ui
-    status_line = _status_md(ctx.problems, ctx.origin, teacher, student)  # the data line, without errors
+    run_note = ""
+    if ctx.run_steps:  # a training run's completions log: which steps are shown (as data_panel.on_load says it)
+        run_note = data_panel.run_note(ctx.run_steps, ctx.run_chosen)
+    status_line = _status_md(ctx.problems, ctx.origin, teacher, student, run_note)  # the data line, without errors
     init_status = status_line + ("\n\n" + _error_md(ctx.start_error) if ctx.start_error else "")
 
     with gr.Blocks(title="RLT Workbench", fill_width=True) as demo:
