@@ -20,6 +20,8 @@ FAMILIES = {  # model_type: what to set (the transformation after the LM head)
     "cohere": {"logit_scale": 2.5},  # logits * logit_scale
     "granite": {"logits_scaling": 0.3},  # logits / logits_scaling
     "hyperclovax": {"logits_scaling": 3.0},  # logits * logits_scaling (the opposite of Granite)
+    "minicpm3": {"dim_model_base": 16, "kv_lora_rank": 32, "q_lora_rank": 32, "qk_nope_head_dim": 16,
+                 "qk_rope_head_dim": 8, "v_head_dim": 16, "num_key_value_heads": 4},  # hidden / (hidden_size / dim_model_base) before the head
     "falcon_h1": {"lm_head_multiplier": 2.0, "mamba_d_ssm": 32, "mamba_n_heads": 4, "mamba_d_head": 8,
                   "mamba_n_groups": 1, "mamba_d_state": 8, "mamba_chunk_size": 16, "mamba_expand": 1},
 }
@@ -28,7 +30,7 @@ FAMILIES = {  # model_type: what to set (the transformation after the LM head)
 def _tiny(model_type: str):
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.for_model(model_type, **SMALL, **FAMILIES[model_type])
+    config = AutoConfig.for_model(model_type, **{**SMALL, **FAMILIES[model_type]})
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
     for p in model.parameters():  # larger weights: log-probs far from uniform
