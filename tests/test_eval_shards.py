@@ -200,3 +200,42 @@ def test_data_parallel_size_is_local_shards_with_their_gpus(tmp_path, tiny_dir, 
     err = capsys.readouterr().err
     assert "CUDA_VISIBLE_DEVICES=0,1," in err and "CUDA_VISIBLE_DEVICES=2,3," in err  # one engine on 2 GPUs each
     _check_merged(run, 2)
+
+
+def test_cancelling_a_sharded_job_stops_every_shard_and_resume_finishes_it(jobs_home, tmp_path, tiny_dir):
+    """Cancel while both shard processes run (after the first record of either): both processes end, the job is
+    cancelled and the finished samples stay; resume runs the rest only and merges every sample once. 256 greedy
+    tokens of the tiny model keep a sample about a second long, so the shards are still running at the cancel."""
+    import re
+
+    from conftest import process_gone, wait_for
+
+    from workbench.eval import jobs
+
+    out = tmp_path / "job"
+    assert main(["eval", "run", "--benchmark", "countdown", "--limit", "6", "--engine", "transformers",
+                 "--temperature", "0", "--max-new-tokens", "256", "--batch-size", "1", "--model", tiny_dir,
+                 "--shards", "2", "--background", "--output", str(out)]) == 0
+    job = jobs.list_jobs()[0]
+
+    def shard_records() -> int:
+        files = [out / "shards" / f"{k}-of-2" / "records.jsonl" for k in range(2)]
+        return sum(len(f.read_text().splitlines()) for f in files if f.is_file())
+
+    wait_for(lambda: shard_records() >= 1 or jobs.get_job(job.id).state not in jobs.ACTIVE, 240, "a first record")
+    pids = [int(p) for p in re.findall(r"shard \d: process (\d+)", jobs.read_log(job.id))]
+    assert len(pids) == 2, jobs.read_log(job.id)
+    jobs.cancel_job(job.id)
+    if jobs.get_job(job.id).state == "done":  # the machine ran it all before the cancel: nothing left to check
+        pytest.skip("the job finished before it could be cancelled")
+    assert jobs.get_job(job.id).state == "cancelled"
+    wait_for(lambda: all(process_gone(p) for p in pids), 15, "both shard processes to end")
+    before = shard_records()
+    assert 1 <= before < 6
+    jobs.resume_job(job.id)
+    done = jobs.wait_job(job.id, timeout_s=300)
+    assert done.state == "done", jobs.read_log(job.id)
+    recs = _records(out)
+    assert sorted(r["problem_id"] for r in recs) == [f"countdown-easy-{i:04d}" for i in range(6)]
+    assert "already done" in "".join((out / "shards" / f"{k}-of-2" / "shard.log").read_text() for k in range(2))
+    print("records before the cancel:", before)

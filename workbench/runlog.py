@@ -93,8 +93,9 @@ def is_run_log(path: str | Path) -> bool:
 
 
 def _run_folder(folder: Path) -> Path | None:
-    return folder if (folder / "recipe.yaml").is_file() or (folder / "trl_config.json").is_file() or any(
-        folder.glob("checkpoint-*")) else None
+    """The folder as a run's output folder: the workbench's run files, a saved model or tokenizer, or checkpoints."""
+    marks = ("recipe.yaml", "trl_config.json", "tokenizer_config.json", "config.json")
+    return folder if any((folder / m).is_file() for m in marks) or any(folder.glob("checkpoint-*")) else None
 
 
 def run_tokenizer(run: Path | None):
@@ -180,21 +181,41 @@ def _render(tokenizer, question: str, system_prompt: str | None, tags: formats.T
         return None
 
 
-def _question_in(head: str, tokenizer, system_prompt: str | None, tags: formats.Tags) -> str | None:
+_PARTS: dict[tuple, tuple] = {}  # (template, BOS, system prompt, tags) -> the template's pieces around the question
+
+
+def _template_parts(tokenizer, system_prompt: str | None, tags: formats.Tags) -> tuple:
+    """((before, after) the question with this system prompt, (between system and question, after) with any) for
+    the tokenizer's chat template; None for a piece the template cannot give. Rendered once per template."""
+    key = (getattr(tokenizer, "chat_template", None), tokenizer.bos_token, system_prompt, tags)
+    if key in _PARTS:
+        return _PARTS[key]
     exact = _render(tokenizer, _SENTINEL_Q, system_prompt, tags)
-    if exact is not None and _SENTINEL_Q in exact:
-        pre, post = exact.split(_SENTINEL_Q, 1)
+    exact_parts = tuple(exact.split(_SENTINEL_Q, 1)) if exact is not None and _SENTINEL_Q in exact else None
+    both = _render(tokenizer, _SENTINEL_Q, _SENTINEL_S, tags)
+    any_parts = None
+    if both is not None and _SENTINEL_S in both and _SENTINEL_Q in both and both.find(_SENTINEL_S) < both.find(_SENTINEL_Q):
+        between = both[both.find(_SENTINEL_S) + len(_SENTINEL_S):both.find(_SENTINEL_Q)]
+        any_parts = (between, both.split(_SENTINEL_Q, 1)[1]) if between else None
+    if len(_PARTS) > 64:
+        _PARTS.clear()
+    _PARTS[key] = (exact_parts, any_parts)
+    return _PARTS[key]
+
+
+def _question_in(head: str, tokenizer, system_prompt: str | None, tags: formats.Tags) -> str | None:
+    exact, any_system = _template_parts(tokenizer, system_prompt, tags)
+    if exact is not None:
+        pre, post = exact
         bos = tokenizer.bos_token or ""
         for p in (pre, pre[len(bos):] if bos and pre.startswith(bos) else None):  # trainer_prompt may drop BOS
             if p is not None and head.startswith(p) and head.endswith(post) and len(head) >= len(p) + len(post):
                 return head[len(p):len(head) - len(post)]
     # Any system prompt: [A] system [B] question [C]; the question follows the first B after the system text.
-    both = _render(tokenizer, _SENTINEL_Q, _SENTINEL_S, tags)
-    if both is None or _SENTINEL_S not in both or _SENTINEL_Q not in both or both.find(_SENTINEL_S) > both.find(_SENTINEL_Q):
+    if any_system is None:
         return None
-    between = both[both.find(_SENTINEL_S) + len(_SENTINEL_S):both.find(_SENTINEL_Q)]
-    post = both.split(_SENTINEL_Q, 1)[1]
-    if not between or not head.endswith(post):
+    between, post = any_system
+    if not head.endswith(post):
         return None
     k = head.find(between)
     return head[k + len(between):len(head) - len(post)] if k >= 0 else None

@@ -11,7 +11,10 @@ APP_CSS = """
 #wb-status{font-size:14px}
 .wb-col{min-width:260px}
 .wb-col .prose{font-size:14px}
+.dark .js-plotly-plot .main-svg{filter:invert(.9) hue-rotate(180deg)}
 """
+# Plotly figures are drawn server-side in one (light) template; in dark mode the charts are inverted with their hues
+# turned back, so a chart is a dark surface with light text and the palette's colours, not a white box.
 
 
 def page_style() -> str:
