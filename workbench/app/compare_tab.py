@@ -435,22 +435,24 @@ def layout(ctx: AppContext) -> None:
             ui.regex = gr.Checkbox(label="regex", value=False, scale=0, min_width=80)
             ui.search_in = gr.Dropdown(["question", "solution", "explanations"], value=["question"],
                                        multiselect=True, label="search in", scale=2)
+        with gr.Row():  # a row of its own: at 1024 px one row cut the last box off
             ui.metric_dd = gr.Dropdown(metric_choices(problems), value=None, label="filter by metric", scale=2)
             ui.lo = gr.Textbox(label="min", placeholder="any", scale=1, min_width=80)
             ui.hi = gr.Textbox(label="max", placeholder="any", scale=1, min_width=80)
             ui.sort_dd = gr.Dropdown(["id"] + metric_choices(problems), value=None, label="sort by", scale=2)
-            ui.desc = gr.Checkbox(label="descending", value=True, scale=0, min_width=130)  # the label whole at 1024 px
+            ui.desc = gr.Checkbox(label="descending", value=True, scale=0, min_width=130)
         ui.filter_msg = gr.Markdown("", elem_id="wb-filter-msg")
         ui.table = gr.Dataframe(init_df, interactive=False, max_height=300, elem_id="wb-table",
                                 label="Problems (click a row to open it)", wrap=False, pinned_columns=1)
         with gr.Row():
             ui.problem_dd = gr.Dropdown([p["id"] for p in problems], value=first, label="Problem",
                                         elem_id="wb-problem", scale=2)
-            ui.threshold = gr.Slider(0.2, 0.95, value=0.5, step=0.05, scale=2, min_width=260,
+            ui.threshold = gr.Slider(0.2, 0.95, value=0.5, step=0.05, scale=2, min_width=220,
                                      label="step similarity threshold (cosine of content words)")
-            ui.score_btn = gr.Button("Score these columns", elem_id="wb-score-cols", scale=1)
-            ui.score_all_btn = gr.Button("Score all problems", scale=1, elem_id="wb-score-all")
-            ui.gen_btn = gr.Button("Generate explanation", variant="primary", scale=1, elem_id="wb-generate")
+            ui.score_btn = gr.Button("Score these columns", elem_id="wb-score-cols", scale=1, min_width=120)
+            ui.score_all_btn = gr.Button("Score all problems", scale=1, elem_id="wb-score-all", min_width=120)
+            ui.gen_btn = gr.Button("Generate explanation", variant="primary", scale=1, elem_id="wb-generate",
+                                   min_width=120)
             ui.stop_btn = gr.Button("Stop", variant="stop", scale=0, min_width=80, elem_id="wb-stop")
         ui.score_msg = gr.Markdown("", elem_id="wb-score-msg", min_height=0)
         with gr.Row(equal_height=False):
