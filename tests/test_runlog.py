@@ -120,7 +120,9 @@ def test_trl_log_reads_into_samples_problems_and_score_rows(tmp_path, smol_tok):
     assert "no <|begin_of_solution|>" in log.skipped[0]
     first = log.samples[0]
     assert (first["question"], first["solution"]) == QUESTIONS[0] and first["step"] == 1 and first["problem"] == "p1"
-    assert first["logged"] == {"reward": -1.0, "r_kl": 0.0, "r_ss": -1.0, "advantage": 0.7}
+    tokens = len(smol_tok(first["completion"], add_special_tokens=False)["input_ids"])  # TRL logs no length
+    assert first["logged"] == {"reward": -1.0, "r_kl": 0.0, "r_ss": -1.0, "advantage": 0.7,
+                               "completion_tokens": tokens}
     assert [s["sample"] for s in log.samples] == [1, 2, 1, 2, 1]
     assert "5 samples, steps 1–4 (3 logged)" in log.note() and "skipped 1" in log.note()
 
@@ -215,3 +217,10 @@ def test_the_app_opens_a_run_log_with_a_step_picker(tmp_path, smol_tok):
     assert [c[1] for c in choices[0]["choices"]][:4] == ["step 3", "step 3 #2", "step 3 #3", "step 3 #4"]
     hidden = data_panel.on_load(ctx, "demo", None, "smollm2-135m", "smollm2-135m", "base")[6]
     assert hidden["visible"] is False
+    # the run over training: every logged step's mean reward, r_ss, r_kl and length (a figure of four panels)
+    shown, fig = compare_tab.run_plot(ctx, str(run), "smollm2-135m")
+    assert shown["visible"] is True and [a.text for a in fig.layout.annotations] == [
+        "reward", "r_ss", "r_kl", "completion_tokens"]
+    assert list(fig.data[0].x) == [1, 2, 3, 4] and list(fig.data[0].y) == [-2.5, -3.5, -4.5, -5.5]
+    assert compare_tab.run_plot(ctx, "demo")[0]["visible"] is False
+    assert runlog.cached_run_log(run) is runlog.cached_run_log(run)  # read once while the files stay the same

@@ -229,7 +229,7 @@ def read_run_log(path: str | Path, tokenizer=None, config=None, fallback_tokeniz
     tags and teacher system prompt) read TRL's prompts; by default the run's own (its saved tokenizer, else
     `fallback_tokenizer`; its recipe.yaml). Rows that cannot be read are skipped and named; a log without a usable
     row raises."""
-    from .io import finite_number, read_rows
+    from .io import as_integer, finite_number, read_rows
 
     found = find_run_log(path)
     if found is None:
@@ -281,12 +281,44 @@ def read_run_log(path: str | Path, tokenizer=None, config=None, fallback_tokeniz
                 sample["completion_ids"] = r["completion_ids"]
             if kind == "workbench" and r.get("policy_step") is not None:
                 sample["policy_step"] = r["policy_step"]
+            tokens = as_integer(r.get("completion_tokens"))
+            if tokens is not None:
+                sample["logged"]["completion_tokens"] = float(tokens)
             samples.append(sample)
+    _count_tokens([s for s in samples if "completion_tokens" not in s["logged"]], tokenizer)
     log = RunLog(samples, kind, str(path), run, skipped, config)
     if not samples:
         first = "; ".join(skipped[:3]) or "it has no rows"
         raise WorkbenchError(f"{path}: no usable sample in the completions log: {first}")
     return log
+
+
+def _count_tokens(samples: list[dict], tokenizer) -> None:
+    """logged["completion_tokens"]: the completion's length in the run's tokens (TRL's table has no length)."""
+    if not samples or tokenizer is None:
+        return
+    ids = tokenizer([s["completion"] for s in samples], add_special_tokens=False)["input_ids"]
+    for s, t in zip(samples, ids):
+        s["logged"]["completion_tokens"] = float(len(t))
+
+
+_CACHE: dict[tuple, RunLog] = {}
+
+
+def cached_run_log(path: str | Path, fallback_tokenizer=None) -> RunLog:
+    """read_run_log, read again only when the log's files change (the app rereads the log at each step change)."""
+    found = find_run_log(path)
+    if found is None:
+        return read_run_log(path, fallback_tokenizer=fallback_tokenizer)
+    files = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in found[1])
+    recipe = found[2] / "recipe.yaml" if found[2] is not None else None
+    key = (str(Path(path).expanduser().resolve()), files, id(fallback_tokenizer),
+           recipe.stat().st_mtime_ns if recipe is not None and recipe.is_file() else None)
+    if key not in _CACHE:
+        if len(_CACHE) >= 4:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = read_run_log(path, fallback_tokenizer=fallback_tokenizer)
+    return _CACHE[key]
 
 
 def _step(r: dict, f: Path) -> int:
@@ -403,5 +435,5 @@ def score_rows(log: RunLog, steps: list[int] | None = None) -> list[dict]:
     return out
 
 
-__all__ = ["RunLog", "find_run_log", "is_run_log", "read_run_log", "split_teacher_prompt", "parse_steps",
+__all__ = ["RunLog", "find_run_log", "is_run_log", "read_run_log", "cached_run_log", "split_teacher_prompt", "parse_steps",
            "problems_at", "score_rows", "step_table", "run_tokenizer", "run_reward_config", "source_name"]

@@ -13,6 +13,7 @@ import torch
 
 from .io import REPO_ROOT as ROOT
 from .io import repo_path
+from .viz import training_figure  # noqa: F401  (the notebooks' name for it)
 
 # Everything the notebooks write at CPU scale lives here (outputs/ is not in git): in the repository, wherever the
 # notebook's kernel starts (JupyterLab and papermill start it in notebooks/).
@@ -165,34 +166,6 @@ def metrics_frame(path: str | Path):
     if "step" in df:
         df = df.dropna(subset=["step"]).drop_duplicates("step", keep="last").set_index("step").sort_index()
     return df
-
-
-def training_figure(df, columns: tuple[str, ...] = ("reward", "r_ss", "r_kl", "completion_length"),
-                    title: str = "RLT training, per step"):
-    """One small plot per metric (reward, r_ss, r_kl, completion length, ...) against the step, with a rolling mean."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    cols = [c for c in columns if c in getattr(df, "columns", [])]
-    if not cols:
-        fig = go.Figure()
-        fig.add_annotation(text="no metrics to show", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-        return fig
-    n = len(cols)
-    rows = (n + 1) // 2
-    fig = make_subplots(rows=rows, cols=2 if n > 1 else 1, subplot_titles=cols)
-    window = max(1, len(df) // 8)
-    for i, c in enumerate(cols):
-        r, k = i // 2 + 1, i % 2 + 1
-        y = df[c].astype(float)
-        fig.add_scatter(x=df.index, y=y, mode="lines+markers", name=c, marker={"size": 4}, line={"width": 1},
-                        opacity=0.5, row=r, col=k, showlegend=False)
-        if window > 1:
-            fig.add_scatter(x=df.index, y=y.rolling(window, min_periods=1).mean(), mode="lines",
-                            name=f"{c} (mean of {window})", line={"width": 2.5}, row=r, col=k, showlegend=False)
-        fig.update_xaxes(title_text="step", row=r, col=k)
-    fig.update_layout(title=title, height=300 * rows, template="plotly_white", margin={"t": 70})
-    return fig
 
 
 def heldout_table(summary: dict | None):

@@ -919,5 +919,47 @@ __all__ = [
     "escape_markdown_text", "safe_filename", "export_path",
     "APP_CSS", "HEATMAP_CSS", "SCHEMES", "PAGE_BACKGROUNDS", "MARKER_COLOURS", "ERROR_COLOURS", "SOURCE_COLOURS",
     "contrast_ratio", "text_colour", "heatmap_colour_css", "shared_limit", "render_heatmaps_side_by_side",
-    "comparable", "source_colour", "source_colours", "source_symbol", "highlight_markers",
+    "comparable", "source_colour", "source_colours", "source_symbol", "highlight_markers", "training_figure",
+    "run_figure",
 ]
+
+
+def training_figure(df, columns: tuple[str, ...] = ("reward", "r_ss", "r_kl", "completion_length"),
+                    title: str = "RLT training, per step"):
+    """One small plot per metric (reward, r_ss, r_kl, completion length, ...) against the step, with a rolling mean."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    cols = [c for c in columns if c in getattr(df, "columns", [])]
+    if not cols:
+        fig = go.Figure()
+        fig.add_annotation(text="no metrics to show", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        return fig
+    n = len(cols)
+    rows = (n + 1) // 2
+    fig = make_subplots(rows=rows, cols=2 if n > 1 else 1, subplot_titles=cols)
+    window = max(1, len(df) // 8)
+    for i, c in enumerate(cols):
+        r, k = i // 2 + 1, i % 2 + 1
+        y = df[c].astype(float)
+        fig.add_scatter(x=df.index, y=y, mode="lines+markers", name=c, marker={"size": 4 if window > 1 else 6},
+                        line={"width": 1 if window > 1 else 2}, opacity=0.5 if window > 1 else 1.0, row=r, col=k,
+                        showlegend=False)  # faint under a rolling mean; the line itself when there is none
+        if window > 1:
+            fig.add_scatter(x=df.index, y=y.rolling(window, min_periods=1).mean(), mode="lines",
+                            name=f"{c} (mean of {window})", line={"width": 2.5}, row=r, col=k, showlegend=False)
+        fig.update_xaxes(title_text="step", row=r, col=k)
+    fig.update_layout(title=title, height=300 * rows, template="plotly_white", margin={"t": 70})
+    return fig
+
+
+def run_figure(log):
+    """A training run's completions log over training (workbench.runlog): per logged step, the mean logged reward,
+    r_ss, r_kl and completion length of its samples."""
+    import pandas as pd
+
+    from .runlog import step_table
+
+    df = pd.DataFrame(step_table(log)).set_index("step")
+    return training_figure(df, ("reward", "r_ss", "r_kl", "completion_tokens"),
+                           f"The run's logged samples, per step ({len(log.samples)} samples)")

@@ -9,12 +9,13 @@ every handler takes the AppContext first, then the event's inputs (see context.b
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import gradio as gr
 
-from workbench import compare, formats, viz
+from workbench import compare, data, formats, viz
 from workbench.errors import WorkbenchError
 from workbench.formats import parse_completion
 from workbench.generate import stream_explanation
@@ -178,6 +179,21 @@ def data_note(problems, student_name: str | None = None) -> str:
     else:
         what = "**About these texts.** Loaded from your data."
     return what + "\n\n" + judge
+
+
+def run_plot(ctx: AppContext, src, teacher_name=None):
+    """(accordion update, figure) of a training run's completions log over all its logged steps; hidden for other
+    data."""
+    from workbench import runlog
+
+    text = os.path.expanduser((src or "").strip())
+    if not text or text in ("demo", data.TRAINED_TEACHER) or not runlog.is_run_log(text):
+        return gr.update(visible=False), None
+    try:
+        log = runlog.cached_run_log(text, fallback_tokenizer=ctx.tok(teacher_name) if teacher_name else ctx.tokenizer0)
+    except WorkbenchError:
+        return gr.update(visible=False), None  # on_load has said what is wrong
+    return gr.update(visible=True), viz.run_figure(log)
 
 
 # ---------------------------------------------------------------------------------------------- handlers
@@ -429,6 +445,10 @@ def layout(ctx: AppContext) -> None:
                                  visible=bool(ctx.run_steps), elem_id="wb-steps",
                                  label="Training steps (the run's completions log): their samples, a column per step "
                                        "and sample")
+        with gr.Accordion("The run over training: mean logged reward, r_ss, r_kl and length per logged step",
+                          open=False, visible=bool(ctx.run_steps)) as ui.run_acc:
+            ui.run_plot = gr.Plot(run_plot(ctx, ctx.data_spec)[1] if ctx.run_steps else None, elem_id="wb-run-plot",
+                                  show_label=False)
         with gr.Row():
             ui.search = gr.Textbox(label="Search", placeholder="text, or a regular expression", scale=3,
                                    elem_id="wb-search")

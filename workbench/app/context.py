@@ -107,7 +107,7 @@ def load_data(spec: str | None, limit: int | None = None, steps=None, tokenizer=
         return data.load_problems_report(spec, limit), None, None
     if isinstance(steps, (list, tuple)):
         steps = ",".join(str(s) for s in steps) if steps else None
-    log = runlog.read_run_log(text, fallback_tokenizer=tokenizer)
+    log = runlog.cached_run_log(text, fallback_tokenizer=tokenizer)
     chosen = runlog.parse_steps(steps or RUN_STEPS, log.steps)
     loaded, _ = data.run_log_report(text, chosen and ",".join(map(str, chosen)), limit,
                                     per_step=max(1, MAX_SOURCES // max(1, len(chosen))), log=log)

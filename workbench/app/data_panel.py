@@ -172,15 +172,18 @@ def wire(ctx: AppContext) -> None:
     load_out = [ui.problems_state, ui.table, ui.problem_dd, ui.metric_dd, ui.sort_dd, ui.status_base, ui.step_dd,
                 ui.loaded_src, ui.status]
     note_ = bind(ctx, on_data_note), [ui.problems_state, ui.student_box], ui.data_note
+    run_plot_ = bind(ctx, compare_tab.run_plot), [ui.loaded_src, ui.teacher_box], [ui.run_acc, ui.run_plot]
     ui.load_btn.click(bind(ctx, on_load), [ui.data_box, ui.data_file, ui.teacher_box, ui.student_box, ui.status_base],
                       load_out).then(
-        on_view_, view_in, view_out).then(*hm_sync).then(on_charts_, *compare_tab.chart_io(ui)).then(*note_)
+        on_view_, view_in, view_out).then(*hm_sync).then(on_charts_, *compare_tab.chart_io(ui)).then(*note_).then(
+        *run_plot_)
     ui.step_dd.input(bind(ctx, on_steps), [ui.loaded_src, ui.step_dd, ui.teacher_box, ui.student_box, ui.status_base],
                      load_out).then(
         on_view_, view_in, view_out).then(*hm_sync).then(on_charts_, *compare_tab.chart_io(ui)).then(*note_)
     ui.teacher_btn.click(bind(ctx, on_load_teacher), [ui.teacher_box, ui.student_box, ui.status_base], load_out).then(
         lambda: data.TRAINED_TEACHER, None, ui.data_box).then(
-        on_view_, view_in, view_out).then(*hm_sync).then(on_charts_, *compare_tab.chart_io(ui)).then(*note_)
+        on_view_, view_in, view_out).then(*hm_sync).then(on_charts_, *compare_tab.chart_io(ui)).then(*note_).then(
+        *run_plot_)
 
     # the reward configuration: shared by every session, changed between model runs (the model queue)
     ui.recipe_btn.click(bind(ctx, on_recipe), ui.recipe_box, ui.reward_line, **MODEL_QUEUE).then(
