@@ -224,3 +224,10 @@ def test_the_app_opens_a_run_log_with_a_step_picker(tmp_path, smol_tok):
     assert list(fig.data[0].x) == [1, 2, 3, 4] and list(fig.data[0].y) == [-2.5, -3.5, -4.5, -5.5]
     assert compare_tab.run_plot(ctx, "demo")[0]["visible"] is False
     assert runlog.cached_run_log(run) is runlog.cached_run_log(run)  # read once while the files stay the same
+    # one uploaded parquet file (no run folder beside it): its prompts are read with the app's teacher's tokenizer
+    upload = tmp_path / "upload" / "completions_00003.parquet"
+    upload.parent.mkdir()
+    upload.write_bytes((run / "completions" / "completions_00003.parquet").read_bytes())
+    out = data_panel.on_load(ctx, "demo", str(upload), "smollm2-135m", "smollm2-135m", "base")
+    assert [list(p["sources"]) for p in out[0]] == [["step 3", "step 3 #2", "step 3 #3", "step 3 #4"]]
+    assert out[6]["choices"] == [3] and out[7] == str(upload) and "samples at step 3 (of 1 logged" in out[-1]
