@@ -81,6 +81,12 @@ def test_prompts_that_are_not_teacher_prompts_say_why(smol_tok, qwen25_tok, gemm
         runlog.split_teacher_prompt("just a question", smol_tok)
     with pytest.raises(WorkbenchError, match="no reference solution"):
         runlog.split_teacher_prompt(prompt.replace(formats.SOLUTION_END, ""), smol_tok)
+    # a template that writes BOS, with a tokenizer that adds it itself: trainer_prompt drops the text's BOS
+    bos = gemma_style_tok.bos_token
+    full = formats.teacher_prompt(gemma_style_tok, *QUESTIONS[1], None, config.tags)
+    assert bos and full.startswith(bos)
+    assert runlog.split_teacher_prompt(full[len(bos):], gemma_style_tok, None, config.tags) == QUESTIONS[1]
+    assert runlog.split_teacher_prompt(full, gemma_style_tok, None, config.tags) == QUESTIONS[1]
     # conversational prompts: the question is the user message, the solution in the begun assistant turn
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "Q?"},
                 {"role": "assistant", "content": formats.teacher_assistant_prefix("S.")}]
