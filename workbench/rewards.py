@@ -214,12 +214,12 @@ def _decoder_owner(model) -> tuple[torch.nn.Module, str]:
                          "model's own output layer on the scored positions")
 
 
-def _head_logits(model, hidden: torch.Tensor) -> torch.Tensor:
-    """Logits [n, vocab] (fp32) of hidden states [n, H] through the model's OWN output path: its forward runs with the
-    backbone replaced by the given states, so every family's transformation after the LM head applies as in a full
-    forward (Gemma's soft-capping, Cohere's `logit_scale`, Granite's division by `logits_scaling` and HyperCLOVA X's
-    multiplication by it, Falcon-H1's `lm_head_multiplier`, ...), with no list of them to keep up to date."""
-    owner, name = _decoder_owner(model)
+def _head_logits(owner: torch.nn.Module, name: str, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits [n, vocab] (fp32) of hidden states [n, H] through the model's OWN output path (`owner`, `name`: see
+    `_decoder_owner`): its forward runs with the backbone replaced by the given states, so every family's
+    transformation after the LM head applies as in a full forward (Gemma's soft-capping, Cohere's `logit_scale`,
+    Granite's division by `logits_scaling` and HyperCLOVA X's multiplication by it, Falcon-H1's
+    `lm_head_multiplier`, MiniCPM3's scaled hidden states, ...), with no list of them to keep up to date."""
     real = owner._modules[name]
     owner._modules[name] = _GivenHidden(hidden[None], real)
     try:
@@ -238,8 +238,9 @@ def _logprobs_from_hidden(model, hidden: torch.Tensor, target_ids: torch.Tensor,
     """log softmax(logits(h) / T)[target] at the given hidden states only, chunked, in fp32; the logits come from the
     model's own output path (`_head_logits`)."""
     out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+    owner, name = _decoder_owner(model)  # once per call: it walks the model's modules
     for a in range(0, hidden.shape[0], chunk):
-        logits = _head_logits(model, hidden[a:a + chunk])
+        logits = _head_logits(owner, name, hidden[a:a + chunk])
         logits.div_(temperature)  # in place: a chunk x vocabulary tensor less to allocate (the same numbers)
         out[a:a + chunk] = logits.gather(-1, target_ids[a:a + chunk, None]).squeeze(-1) - torch.logsumexp(logits, -1)
         del logits
