@@ -357,18 +357,28 @@ def trained_teacher_report(run: str | Path | None = None, limit: int | None = No
     return Loaded(items[:limit] if limit else items, skipped, str(folder)).require("problem")
 
 
-def run_log_report(spec: str | Path, steps: str | None = None, limit: int | None = None, per_step: int | None = None,
-                   tokenizer=None, log=None) -> tuple[Loaded, object]:
+def run_log_path(spec) -> str | None:
+    """The path (with ~ expanded) when `spec` names a training run's completions log (a run folder, its completions/
+    folder, a completions_*.parquet or completions.jsonl; see workbench.runlog), else None."""
+    from .runlog import is_run_log
+
+    text = os.path.expanduser(str(spec or "").strip())
+    return text if text and text not in ("demo", TRAINED_TEACHER) and is_run_log(text) else None
+
+
+def run_log_report(spec: str | Path, steps=None, limit: int | None = None, columns: int | None = None,
+                   tokenizer=None) -> tuple[Loaded, object, list[int]]:
     """Problems from a training run's completions log (TRL's `completions/*.parquet` or the workbench's
-    `completions.jsonl`; see workbench.runlog): those sampled at `steps` ("first,last", "12", "10-20", None: all),
-    at most `per_step` samples of each, one source per step and sample ("step 12", "step 12 #2"). `tokenizer`
-    reads TRL's prompts when the run saved none; `log`: the RunLog when already read. Returns (Loaded, the RunLog)."""
+    `completions.jsonl`; see workbench.runlog): those sampled at `steps` (a list, or text such as "first,last", "12",
+    "10-20"; None: all), one source per step and sample ("step 12", "step 12 #2"), at most `columns` sources per
+    problem (as many samples of each step as fit). `tokenizer` reads TRL's prompts when the run saved none.
+    Returns (Loaded, the RunLog, the steps chosen)."""
     from . import runlog
 
-    log = log or runlog.read_run_log(spec, fallback_tokenizer=tokenizer)
+    log = runlog.cached_run_log(spec, fallback_tokenizer=tokenizer)
     chosen = runlog.parse_steps(steps, log.steps)
-    items = runlog.problems_at(log, chosen, per_step)
-    return Loaded(items[:limit] if limit else items, list(log.skipped), str(spec)).require("problem"), log
+    items = runlog.problems_at(log, chosen, max(1, columns // len(chosen)) if columns else None)
+    return Loaded(items[:limit] if limit else items, list(log.skipped), str(spec)).require("problem"), log, chosen
 
 
 def load_problems_report(spec: str | None = None, limit: int | None = None) -> Loaded:
@@ -384,10 +394,8 @@ def load_problems_report(spec: str | None = None, limit: int | None = None) -> L
         return Loaded(problems[:limit] if limit else problems, [], "the demo set")
     if str(spec).strip() == TRAINED_TEACHER:
         return trained_teacher_report(limit=limit)
-    from .runlog import is_run_log
-
-    if is_run_log(os.path.expanduser(str(spec).strip())):
-        return run_log_report(os.path.expanduser(str(spec).strip()), limit=limit)[0]
+    if (path := run_log_path(spec)) is not None:
+        return run_log_report(path, limit=limit)[0]
     loaded = normalize_rows(load_rows(spec, limit=limit), normalize_problem)
     out = []
     stem = Path(loaded.origin).stem if not is_hub_id(loaded.origin) else loaded.origin.split("/")[-1]

@@ -344,8 +344,11 @@ def _completion_text(c) -> str:
 # ---------------------------------------------------------------------------------------------- views
 
 
-def parse_steps(spec: str | None, available: list[int]) -> list[int]:
-    """Steps from "3", "1,5,9", "10-20", "first", "last", "first,last" or "all" (None: all), checked against the log."""
+def parse_steps(spec, available: list[int]) -> list[int]:
+    """Steps from "3", "1,5,9", "10-20", "first", "last", "first,last", "all" or a list of step numbers (None or
+    empty: all), checked against the log's."""
+    if isinstance(spec, (list, tuple)):
+        spec = ",".join(str(s) for s in spec)
     if spec is None or not str(spec).strip() or str(spec).strip() == "all":
         return list(available)
     out: list[int] = []

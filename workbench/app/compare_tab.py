@@ -9,7 +9,6 @@ every handler takes the AppContext first, then the event's inputs (see context.b
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -186,11 +185,11 @@ def run_plot(ctx: AppContext, src, teacher_name=None):
     data."""
     from workbench import runlog
 
-    text = os.path.expanduser((src or "").strip())
-    if not text or text in ("demo", data.TRAINED_TEACHER) or not runlog.is_run_log(text):
+    path = data.run_log_path(src)
+    if path is None:
         return gr.update(visible=False), None
     try:
-        log = runlog.cached_run_log(text, fallback_tokenizer=ctx.tok(teacher_name) if teacher_name else ctx.tokenizer0)
+        log = runlog.cached_run_log(path, fallback_tokenizer=ctx.tok(teacher_name) if teacher_name else ctx.tokenizer0)
     except WorkbenchError:
         return gr.update(visible=False), None  # on_load has said what is wrong
     return gr.update(visible=True), viz.run_figure(log)

@@ -96,21 +96,15 @@ RUN_STEPS = "first,last"  # a training run's completions log opens on its first 
 
 def load_data(spec: str | None, limit: int | None = None, steps=None, tokenizer=None):
     """(Loaded, the log's steps, the steps shown) for the data spec of the app: a training run's completions log
-    (see workbench.runlog) gives the samples of `steps` (a list, or text such as "first,last": RUN_STEPS by default),
+    (see workbench.runlog) gives the samples of `steps` (a list, or text such as "first,last"; RUN_STEPS when none),
     as many samples per step as there are columns; any other spec gives (Loaded, None, None)."""
-    from workbench import runlog
-
     from .common import MAX_SOURCES
 
-    text = os.path.expanduser((spec or "").strip())
-    if not text or text in ("demo", data.TRAINED_TEACHER) or not runlog.is_run_log(text):
+    path = data.run_log_path(spec)
+    if path is None:
         return data.load_problems_report(spec, limit), None, None
-    if isinstance(steps, (list, tuple)):
-        steps = ",".join(str(s) for s in steps) if steps else None
-    log = runlog.cached_run_log(text, fallback_tokenizer=tokenizer)
-    chosen = runlog.parse_steps(steps or RUN_STEPS, log.steps)
-    loaded, _ = data.run_log_report(text, chosen and ",".join(map(str, chosen)), limit,
-                                    per_step=max(1, MAX_SOURCES // max(1, len(chosen))), log=log)
+    loaded, log, chosen = data.run_log_report(path, steps or RUN_STEPS, limit, columns=MAX_SOURCES,
+                                              tokenizer=tokenizer)
     return loaded, log.steps, chosen
 
 
