@@ -181,6 +181,10 @@ def test_the_workbench_log_and_what_is_not_a_log(tmp_path):
         assert runlog.find_run_log(spec) is None
     with pytest.raises(WorkbenchError, match="not a completions log"):
         runlog.read_run_log(tmp_path)
+    from workbench.cli import main
+
+    assert main(["rank", "--input", str(tmp_path), "--output", str(tmp_path / "o.jsonl")]) == 2  # a folder, no log
+    assert main(["score", "--input", str(path), "--steps", "9", "--output", str(tmp_path / "o.jsonl")]) == 2
 
 
 def test_steps_are_chosen_by_number_range_or_name():
