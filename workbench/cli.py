@@ -81,9 +81,9 @@ def read_inputs(args) -> tuple[list, bool]:
     found = runlog.find_run_log(args.input)
     if found is None:
         if os.path.isdir(os.path.expanduser(args.input)):
-            raise WorkbenchError(f"{args.input}: a folder with no completions log in it (completions/"
-                                 f"completions_*.parquet from log_completions=true, or {runlog.OWN_FILE}); give a "
-                                 ".jsonl, .json, .parquet or .csv file, or a training run's folder")
+            raise WorkbenchError(f"{args.input}: is a folder; give a .jsonl, .json, .parquet or .csv file, or a "
+                                 "training run's folder with a completions log (completions/completions_*.parquet "
+                                 f"from log_completions=true, or {runlog.OWN_FILE})")
         if args.steps is not None:
             raise WorkbenchError(f"--steps: {args.input} is not a training run's completions log")
         return read_rows(args.input), False
