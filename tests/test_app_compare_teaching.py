@@ -108,17 +108,24 @@ def quiet(monkeypatch):
 # ---------------------------------------------------------------------------------------------- 1. reload
 
 
+def _reload(ctx, problems, pid="p1", request=None, query=""):
+    """What the page-load chain (compare_tab.wire_load) runs, step by step: [table] + view + [dist, scatter, line]."""
+    view = compare_tab.on_view(ctx, problems, pid, 0.5, T, S, request)
+    table, msg = compare_tab.on_filter(ctx, problems, T, S, query, False, ["question"], None, "", "", None, True)
+    assert msg == ""
+    return [table] + view + compare_tab.refresh_from_cache(ctx, problems, T, S, "reward")
+
+
 def test_a_reloaded_page_shows_the_scores_from_the_shared_cache(tmp_path):
     ctx = _ctx(tmp_path)
     fresh = copy.deepcopy(ctx.problems)  # what a reload (or a second visitor) starts from: the start set again
-    before = compare_tab.refresh_from_cache(ctx, fresh, "p1", 0.5, T, S, "reward")
+    before = _reload(ctx, fresh)
     assert len(before) == 1 + compare_tab.N_VIEW + 3
     assert before[0]["rlt reward"].isna().all() and "**reward" not in _heads(before[1:])[0]
     assert "no reward yet" in before[-3].layout.title.text
 
     compare_tab.score_everything(ctx, ctx.problems, T, S, "base", _progress)  # someone pressed "Score all"
-    after = compare_tab.refresh_from_cache(ctx, copy.deepcopy(ctx.problems), "p1", 0.5, T, S, "reward",
-                                     gr.Request(session_hash="second-visitor"))
+    after = _reload(ctx, copy.deepcopy(ctx.problems), request=gr.Request(session_hash="second-visitor"))
     table, view, (dist, scatter, line) = after[0], after[1:1 + compare_tab.N_VIEW], after[-3:]
     assert scatter.data and scatter.layout.yaxis.title.text != before[-2].layout.yaxis.title.text  # reward, not markers
     assert table["rlt reward"].notna().all() and table["r1 reward"].notna().all()
@@ -134,11 +141,20 @@ def test_wire_load_registers_a_page_load_event_and_the_threshold_box_is_wired(tm
     demo = build_app(problems=[_problem(), _problem("p2")], models=FakeModels(), export_dir=str(tmp_path),
                      allow_dirs=[str(tmp_path)])
     ctx = demo.workbench_context
-    if not any(fn.name == "refresh_from_cache" for fn in demo.fns.values()):  # until page.py chains it itself
-        with demo:
-            compare_tab.wire_load(ctx, demo.load(lambda: None, None, None))
-    loads = [fn for fn in demo.fns.values() if fn.name == "refresh_from_cache"]
-    assert len(loads) == 1 and len(loads[0].outputs) == 1 + compare_tab.N_VIEW + 3
+    fns = list(demo.fns.values())
+    load = next(fn for fn in fns if fn.name == "on_page_load")
+    chain, fn = [], load
+    while (fn := next((f for f in fns if f.trigger_after == fn._id and f.name in
+                       ("on_view", "on_filter", "refresh_from_cache")), None)) is not None:
+        chain.append(fn)
+    # the load's refresh: the problem, then the table, then the charts, each step reading its boxes when it starts
+    # (a search typed, or a row clicked, while the load's refresh ran is not undone)
+    assert [f.name for f in chain] == ["on_view", "on_filter", "refresh_from_cache"]
+    ui = ctx.ui
+    assert [c._id for c in chain[0].outputs] == [c._id for c in compare_tab.view_outputs(ui)]
+    assert [c._id for c in chain[1].inputs] == [c._id for c in compare_tab.filter_inputs(ui)]
+    assert [c._id for c in chain[1].outputs] == [ui.table._id, ui.filter_msg._id]
+    assert [c._id for c in chain[2].outputs] == [ui.dist_plot._id, ui.scatter_plot._id, ui.reward_line._id]
     thr = ctx.ui.threshold._id
     assert any((thr, "change") in [tuple(t) for t in fn.targets] for fn in demo.fns.values())
     score = next(fn for fn in demo.fns.values() if fn.name == "score_everything")
@@ -215,7 +231,7 @@ def test_loading_a_runs_recipe_changes_the_configuration_and_hides_scores_of_the
     assert models._scorers == {}  # made again, with the new configuration, on their next use
     assert ctx.reward_source == str(allowed / "run") and quiet and quiet[-1][0] == "Info"
     assert lookup(ctx.problems[0], "rlt") is None  # a score of the old configuration is not shown
-    assert compare_tab.refresh_from_cache(ctx, ctx.problems, "p1", 0.5, T, S, "reward")[0]["rlt reward"].isna().all()
+    assert compare_tab.table_df(ctx, ctx.problems, T, S)["rlt reward"].isna().all()
 
     line = data_panel.on_recipe(ctx, "")  # back to the defaults: their scores are cached still
     assert "defaults (no recipe)" in line and lookup(ctx.problems[0], "rlt") is not None

@@ -3,7 +3,8 @@ explanations side by side with their steps aligned, scoring (progress beside the
 with Stop (each a new column: generated, generated-2, ...), the dataset charts and the exports.
 
 Rendering (table_df, charts, problem_view) is also what the data panel shows after a load, and what a (re)loaded
-page shows from the shared score cache (refresh_from_cache, chained after the page's load event by `wire_load`);
+page shows from the shared score cache (on_view, on_filter and refresh_from_cache, chained after the page's load
+event by `wire_load`);
 every handler takes the AppContext first, then the event's inputs (see context.bind).
 """
 
@@ -226,15 +227,12 @@ def on_view(ctx: AppContext, problems, pid, thr, teacher_name, student_name, req
     return problem_view(ctx, problems, pid, thr, teacher_name, student_name)
 
 
-def refresh_from_cache(ctx: AppContext, problems, pid, thr, teacher_name, student_name, metric,
-                       request: gr.Request = None):
-    """What a (re)loaded page, or a new visitor, shows: the table, the problem's columns and the charts with every
-    reward already in the shared score cache (scores made by anyone, before the reload), and the reward
-    configuration line: [table] + problem_view's outputs + [distribution, scatter, reward line]."""
-    view = on_view(ctx, problems, pid, thr, teacher_name, student_name, request)
+def refresh_from_cache(ctx: AppContext, problems, teacher_name, student_name, metric):
+    """The charts with every reward already in the shared score cache, and the reward configuration line:
+    [distribution, scatter, reward line]; the last step of what a (re)loaded page, or a new visitor, runs
+    (`wire_load`: the problem's columns and the table come first, each from its own handler)."""
     dist, scatter = charts(ctx, problems, teacher_name, student_name, metric or "reward")
-    return ([table_df(ctx, problems, teacher_name, student_name)] + view
-            + [dist, scatter, reward_config_line(ctx.reward_config, ctx.reward_source)])
+    return [dist, scatter, reward_config_line(ctx.reward_config, ctx.reward_source)]
 
 
 def on_charts(ctx: AppContext, problems, teacher_name, student_name, metric):
@@ -573,14 +571,17 @@ def wire_export(ctx: AppContext) -> None:
                                                ui.threshold], ui.export_files)
 
 
-def load_io(ui) -> tuple[list, list]:
-    """refresh_from_cache's inputs and outputs."""
-    return ([ui.problems_state, ui.problem_dd, ui.threshold, ui.teacher_box, ui.student_box, ui.chart_metric],
-            [ui.table] + view_outputs(ui) + [ui.dist_plot, ui.scatter_plot, ui.reward_line])
-
-
 def wire_load(ctx: AppContext, loaded):
     """Chain the refresh after the page's load event (`loaded`, what `demo.load(...)` returned; it may have set the
-    problem from the page's link): every page load, a reload or a second visitor, fills the table, the columns
-    and the charts from the shared score cache, so scores made before show. Returns the chained event."""
-    return loaded.then(bind(ctx, refresh_from_cache), *load_io(ctx.ui), show_progress="hidden")
+    problem from the page's link): every page load, a reload or a second visitor, fills the problem's columns, the
+    table and the charts from the shared score cache, so scores made before show. Returns the chained event.
+
+    Three steps, each reading its boxes when it starts, not one handler given them all at the load: on a busy
+    machine a visitor types a search or clicks a row before the page's refresh answers, and a table or a problem
+    read before that would undo it (CI caught a click on the first row of a search opening another problem)."""
+    ui = ctx.ui
+    hidden = {"show_progress": "hidden"}
+    return (loaded.then(bind(ctx, on_view), view_inputs(ui), view_outputs(ui), **hidden)
+            .then(bind(ctx, on_filter), filter_inputs(ui), [ui.table, ui.filter_msg], **hidden)
+            .then(bind(ctx, refresh_from_cache), [ui.problems_state, ui.teacher_box, ui.student_box, ui.chart_metric],
+                  [ui.dist_plot, ui.scatter_plot, ui.reward_line], **hidden))
