@@ -102,7 +102,9 @@ def test_compare_and_heatmap_in_chromium(browser, app_url, tmp_path):
     bad.write_text('\n{"question": "q2", "solution": \n{"question": 3, "solution": "s"}\n')
     page.get_by_text("Data and models").click()
     page.set_input_files("#wb-data-file input[type=file]", str(bad))
-    page.wait_for_timeout(1500)  # the upload
+    # the upload is done when the file component names the file (a fixed wait is too short on a busy machine)
+    page.wait_for_function("() => document.querySelector('#wb-data-file').innerText.includes('bad.jsonl')",
+                           timeout=30_000)
     page.click("#wb-load")
     page.wait_for_selector("#wb-status .wb-error", timeout=30_000)
     err = page.inner_text("#wb-status .wb-error")
