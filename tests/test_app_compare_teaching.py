@@ -135,6 +135,25 @@ def test_a_reloaded_page_shows_the_scores_from_the_shared_cache(tmp_path):
     assert ctx.viewing["second-visitor"] == "p1"
 
 
+def test_a_load_keeps_the_search_in_its_box(tmp_path):
+    # loading other data (or other steps of a run) redraws the table under the search still typed in its box
+    from workbench.app import build_app
+
+    demo = build_app(problems=[_problem(), _problem("p2")], models=FakeModels(), export_dir=str(tmp_path),
+                     allow_dirs=[str(tmp_path)])
+    ui, fns = demo.workbench_context.ui, list(demo.fns.values())
+    for name in ("on_load", "on_steps", "on_load_teacher"):
+        fn, chain = next(f for f in fns if f.name == name), []
+        while (fn := next((f for f in fns if f.trigger_after == fn._id), None)) is not None:
+            chain.append(fn)
+        filt = [f for f in chain if f.name == "on_filter"]
+        assert len(filt) == 1, (name, [f.name for f in chain])
+        assert [c._id for c in filt[0].inputs] == [c._id for c in compare_tab.filter_inputs(ui)]
+        names = [f.name for f in chain]
+        assert names.index("on_view") < names.index("on_filter") < names.index("on_charts"), names
+        assert ("run_plot" in names) == (name != "on_steps"), names  # other steps of the same log: the same plot
+
+
 def test_wire_load_registers_a_page_load_event_and_the_threshold_box_is_wired(tmp_path):
     from workbench.app import build_app
 

@@ -408,9 +408,11 @@ def problems_at(log: RunLog, steps: list[int] | None = None, per_step: int | Non
 
 def step_table(log: RunLog) -> list[dict]:
     """Per logged step: samples, problems, and the mean of every number logged (reward, advantage, r_ss, r_kl ...)."""
+    by_step: dict[int, list[dict]] = {}
+    for s in log.samples:
+        by_step.setdefault(s["step"], []).append(s)
     rows = []
-    for step in log.steps:
-        at = [s for s in log.samples if s["step"] == step]
+    for step, at in sorted(by_step.items()):
         row: dict = {"step": step, "samples": len(at), "problems": len({s["problem"] for s in at})}
         keys = dict.fromkeys(k for s in at for k in s["logged"])
         for k in keys:

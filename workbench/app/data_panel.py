@@ -173,23 +173,25 @@ def wire(ctx: AppContext) -> None:
                 ui.loaded_src, ui.status]
     note_ = bind(ctx, on_data_note), [ui.problems_state, ui.student_box], ui.data_note
     run_plot_ = bind(ctx, compare_tab.run_plot), [ui.loaded_src, ui.teacher_box], [ui.run_acc, ui.run_plot]
-    ui.load_btn.click(bind(ctx, on_load), [ui.data_box, ui.data_file, ui.teacher_box, ui.student_box, ui.status_base],
-                      load_out).then(
-        on_view_, view_in, view_out).then(*hm_sync).then(on_charts_, *compare_tab.chart_io(ui)).then(*note_).then(
-        *run_plot_)
-    ui.step_dd.input(bind(ctx, on_steps), [ui.loaded_src, ui.step_dd, ui.teacher_box, ui.student_box, ui.status_base],
-                     load_out).then(
-        on_view_, view_in, view_out).then(*hm_sync).then(on_charts_, *compare_tab.chart_io(ui)).then(*note_)
-    ui.teacher_btn.click(bind(ctx, on_load_teacher), [ui.teacher_box, ui.student_box, ui.status_base], load_out).then(
-        lambda: data.TRAINED_TEACHER, None, ui.data_box).then(
-        on_view_, view_in, view_out).then(*hm_sync).then(on_charts_, *compare_tab.chart_io(ui)).then(*note_).then(
-        *run_plot_)
+    filter_ = bind(ctx, compare_tab.on_filter), compare_tab.filter_inputs(ui), [ui.table, ui.filter_msg]
+
+    def redraw(loaded, run_plot: bool = True):
+        """After a load: the problem's columns, the heatmap picker, the table under the search still in its box, the
+        charts, the data note and (for new data, not other steps of the same log) the run plot."""
+        ev = loaded.then(on_view_, view_in, view_out).then(*hm_sync).then(*filter_).then(
+            on_charts_, *compare_tab.chart_io(ui)).then(*note_)
+        return ev.then(*run_plot_) if run_plot else ev
+
+    redraw(ui.load_btn.click(bind(ctx, on_load), [ui.data_box, ui.data_file, ui.teacher_box, ui.student_box,
+                                                   ui.status_base], load_out))
+    redraw(ui.step_dd.input(bind(ctx, on_steps), [ui.loaded_src, ui.step_dd, ui.teacher_box, ui.student_box,
+                                                   ui.status_base], load_out), run_plot=False)
+    redraw(ui.teacher_btn.click(bind(ctx, on_load_teacher), [ui.teacher_box, ui.student_box, ui.status_base],
+                                load_out).then(lambda: data.TRAINED_TEACHER, None, ui.data_box))
 
     # the reward configuration: shared by every session, changed between model runs (the model queue)
     ui.recipe_btn.click(bind(ctx, on_recipe), ui.recipe_box, ui.reward_line, **MODEL_QUEUE).then(
-        on_view_, view_in, view_out).then(
-        bind(ctx, compare_tab.on_filter), compare_tab.filter_inputs(ui), [ui.table, ui.filter_msg]).then(
-        on_charts_, *compare_tab.chart_io(ui))
+        on_view_, view_in, view_out).then(*filter_).then(on_charts_, *compare_tab.chart_io(ui))
 
     ui.join_btn.click(bind(ctx, on_join), [ui.problems_state, ui.expl_file, ui.expl_name, ui.teacher_box,
                                            ui.student_box, ui.status_base],
